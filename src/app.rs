@@ -1,0 +1,133 @@
+//! Wiring: builds the parts a command asks for from [`Settings`], binds their listeners, and runs
+//! them until the shared [`CancellationToken`] fires.
+//!
+//! As in zero2prod's `Application`: [`App::start`] binds (port 0 in tests) and returns the bound
+//! addresses; [`App::run_until_stopped`] waits for the end and for every task to finish.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use tokio::{net::TcpListener, sync::Mutex};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    broker::{Publisher, Topology},
+    metrics::{self, Metrics},
+    receiver::{Receiver, ReceiverConfig},
+    settings::Settings,
+};
+
+/// Which parts run in this process.
+#[derive(Debug, Clone, Default)]
+pub struct Components {
+    /// The HTTP receiver on `LISTEN_ADDR`.
+    pub receiver: bool,
+}
+
+/// A running process: its addresses and its tasks.
+pub struct App {
+    /// The receiver's address, when it runs.
+    pub http_addr: Option<SocketAddr>,
+    pub metrics_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    failure: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+impl App {
+    /// Binds every listener and starts every part. Fails at once on a bad setting or a port in use.
+    pub async fn start(
+        settings: Settings,
+        components: Components,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let metrics = Metrics::new();
+        let topology = Topology::new(&settings);
+        let tracker = TaskTracker::new();
+        let failure = Arc::new(Mutex::new(None));
+        let mut app = Self {
+            http_addr: None,
+            metrics_addr: settings.metrics_addr,
+            metrics: metrics.clone(),
+            cancel: cancel.clone(),
+            tracker: tracker.clone(),
+            failure,
+        };
+
+        let metrics_listener = TcpListener::bind(settings.metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on METRICS_ADDR {}", settings.metrics_addr))?;
+        app.metrics_addr = metrics_listener.local_addr()?;
+        app.spawn(
+            "metrics",
+            metrics::serve(metrics_listener, metrics.clone(), cancel.clone()),
+        );
+
+        if components.receiver {
+            let secret = settings.require_api_secret()?.clone();
+            let publisher = Publisher::start(
+                settings.amqp_url.clone(),
+                "shopify-sync receiver".into(),
+                topology.clone(),
+                cancel.clone(),
+            );
+            let receiver = Receiver::bind(
+                settings.listen_addr,
+                ReceiverConfig {
+                    secret,
+                    previous_secret: settings.api_secret_previous.clone(),
+                    max_body_bytes: settings.max_body_bytes,
+                    publish_timeout: settings.publish_timeout,
+                    request_timeout: settings.request_timeout,
+                },
+                publisher,
+                &topology,
+                metrics.clone(),
+                None,
+            )
+            .await
+            .with_context(|| format!("cannot listen on LISTEN_ADDR {}", settings.listen_addr))?;
+            app.http_addr = Some(receiver.local_addr());
+            tracing::info!(addr = %receiver.local_addr(), "receiver listening");
+            app.spawn("receiver", receiver.run(cancel.clone()));
+        }
+        tracing::info!(addr = %app.metrics_addr, "metrics listening");
+        Ok(app)
+    }
+
+    /// Runs `task` on the tracker; its failure stops the whole process.
+    fn spawn<E>(
+        &self,
+        name: &'static str,
+        task: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) where
+        E: Into<anyhow::Error> + Send + 'static,
+    {
+        let (cancel, failure) = (self.cancel.clone(), self.failure.clone());
+        self.tracker.spawn(async move {
+            if let Err(error) = task.await {
+                let error = error.into().context(format!("{name} failed"));
+                tracing::error!(error = format!("{error:#}"), "stopping");
+                failure.lock().await.get_or_insert(error);
+                cancel.cancel();
+            }
+        });
+    }
+
+    /// The token that stops this app.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Waits until the app is told to stop (or a part fails), then for every task to finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.cancel.cancelled().await;
+        self.tracker.close();
+        self.tracker.wait().await;
+        match self.failure.lock().await.take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Postgres: the pool, database creation, migrations, and the queries of each table.
+//! Knows nothing of the broker or HTTP.
+
+mod migrate;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+pub use migrate::{create_database_if_missing, migrate};
+
+/// A database failure, with the one question a caller has: is it worth trying again?
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("Postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("Postgres pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+}
+
+impl DbError {
+    /// True when the same work may succeed later (the database is away, busy, or a transaction
+    /// lost a serialization race); false when the statement itself is wrong for this data.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            Self::Migration(_) => false,
+            Self::Postgres(e) => match e.code() {
+                // No SQLSTATE: the connection broke or could not be made.
+                None => true,
+                Some(code) => {
+                    let class = &code.code()[..2];
+                    // 08 connection, 40 rollback (serialization, deadlock), 53 resources,
+                    // 57 operator intervention (shutdown), 58 system error.
+                    matches!(class, "08" | "40" | "53" | "57" | "58")
+                }
+            },
+        }
+    }
+}
+
+/// How long to wait for a connection before the attempt counts as a (transient) failure.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool of `size` connections. Connections are made lazily, so this never fails on a database
+/// that is down; queries fail (transiently) until it is back.
+pub fn pool(config: &tokio_postgres::Config, size: usize) -> Pool {
+    let mut config = config.clone();
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("shopify-sync");
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // Broken connections are noticed by the query that uses them; checking each one on
+            // checkout would cost a round trip per message.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .expect("a pool with a runtime and timeouts builds")
+}
+
+/// True if a trivial query succeeds (for `/readyz`).
+pub async fn is_reachable(pool: &Pool) -> bool {
+    match tokio::time::timeout(Duration::from_secs(2), pool.get()).await {
+        Ok(Ok(client)) => client.simple_query("SELECT 1").await.is_ok(),
+        _ => false,
+    }
+}

@@ -1,0 +1,22 @@
+//! shopify-sync keeps a Shopify shop's customers and orders correct in Postgres, from webhooks
+//! through RabbitMQ.
+//!
+//! The layout follows the data:
+//!
+//! - [`shopify`] — signatures, headers and topics, payloads (no broker, no database)
+//! - [`receiver`] — HTTP: verify → publish with confirm → status (no database)
+//! - [`broker`] — RabbitMQ topology, the self-healing publisher, the message format
+//! - [`db`] — the pool, migrations and queries
+//! - [`metrics`], [`telemetry`], [`settings`] — what every process shares
+//! - [`app`] — wiring the parts a command runs; [`cli`] and [`commands`] — the command line
+
+pub mod app;
+pub mod broker;
+pub mod cli;
+pub mod commands;
+pub mod db;
+pub mod metrics;
+pub mod receiver;
+pub mod settings;
+pub mod shopify;
+pub mod telemetry;
