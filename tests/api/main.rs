@@ -1,0 +1,7 @@
+//! Integration tests against the real Postgres and RabbitMQ of this machine.
+//! One test binary (faster to build); each module is one area.
+
+#[allow(dead_code)] // each test module uses a part of the harness
+mod helpers;
+
+mod migrations;
