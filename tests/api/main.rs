@@ -4,4 +4,6 @@
 #[allow(dead_code)] // each test module uses a part of the harness
 mod helpers;
 
+mod cli;
 mod migrations;
+mod receiver;

@@ -1,8 +1,14 @@
 //! The harness: fresh databases, random AMQP prefixes, the app started on port 0, and cleanup.
 
+pub mod app;
+pub mod broker;
 pub mod db;
+pub mod proxy;
 
+pub use app::{Webhook, spawn_receiver, spawn_receiver_unready};
+pub use broker::TestBroker;
 pub use db::TestDb;
+pub use proxy::Proxy;
 
 use std::{future::Future, time::Duration};
 
@@ -13,7 +19,7 @@ pub fn init_tracing() {
     }
 }
 
-/// A short random name part, so parallel tests never share a database or an AMQP prefix.
+/// A random name, so parallel tests never share a database or an AMQP prefix.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }

@@ -1,0 +1,222 @@
+//! The app started inside the test, on port 0, with its own database and AMQP prefix.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use shopify_sync::{
+    app::{App, Components},
+    broker::Topology,
+    settings::Settings,
+    shopify,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{TestBroker, broker::delete_topology};
+
+pub const SECRET: &str = "test-app-secret";
+pub const SHOP: &str = "test-shop.myshopify.com";
+
+/// Settings every test app starts from: loopback ports chosen by the OS, short timeouts, classic
+/// queues (quick to declare). `overrides` win.
+pub fn test_vars(prefix: &str, overrides: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut vars: HashMap<String, String> = [
+        ("AMQP_URL", super::broker::amqp_url().as_str()),
+        ("AMQP_PREFIX", prefix),
+        ("QUEUE_TYPE", "classic"),
+        ("SHOPIFY_API_SECRET", SECRET),
+        ("LISTEN_ADDR", "127.0.0.1:0"),
+        ("METRICS_ADDR", "127.0.0.1:0"),
+        ("PUBLISH_TIMEOUT", "1s"),
+        ("RETRY_DELAYS", "200ms,400ms"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    vars
+}
+
+/// A running app and the test's handles on it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT` of the receiver.
+    pub address: String,
+    pub metrics_address: String,
+    pub settings: Settings,
+    pub topology: Topology,
+    pub broker: TestBroker,
+    pub http: reqwest::Client,
+    cancel: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts the receiver with a fresh prefix and waits until it has its broker channel.
+pub async fn spawn_receiver(overrides: &[(&str, &str)]) -> TestApp {
+    spawn(overrides, Components { receiver: true }, true).await
+}
+
+/// Starts the receiver without waiting for the broker (for tests where it is away).
+pub async fn spawn_receiver_unready(overrides: &[(&str, &str)]) -> TestApp {
+    spawn(overrides, Components { receiver: true }, false).await
+}
+
+async fn spawn(overrides: &[(&str, &str)], components: Components, wait_ready: bool) -> TestApp {
+    super::init_tracing();
+    let prefix = super::unique("test");
+    let settings = Settings::from_vars(test_vars(&prefix, overrides)).expect("test settings");
+    let topology = Topology::new(&settings);
+    let cancel = CancellationToken::new();
+    let app = App::start(settings.clone(), components, cancel.clone())
+        .await
+        .expect("app starts");
+    let address = format!("http://{}", app.http_addr.expect("receiver address"));
+    let metrics_address = format!("http://{}", app.metrics_addr);
+    let handle = tokio::spawn(app.run_until_stopped());
+    let test_app = TestApp {
+        address,
+        metrics_address,
+        settings,
+        topology,
+        broker: TestBroker::new(prefix).await,
+        http: reqwest::Client::new(),
+        cancel,
+        handle: Some(handle),
+    };
+    if wait_ready {
+        test_app.wait_ready().await;
+    }
+    test_app
+}
+
+/// What a test sends: Shopify's headers, signed body. Fields are public so a test can break one.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub topic: String,
+    pub shop: String,
+    pub webhook_id: String,
+    pub body: Vec<u8>,
+    /// `None`: signed with the app's secret.
+    pub hmac: Option<String>,
+    pub extra_headers: Vec<(String, String)>,
+    pub omit_headers: Vec<&'static str>,
+}
+
+impl Webhook {
+    pub fn new(topic: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            shop: SHOP.to_owned(),
+            webhook_id: uuid::Uuid::new_v4().to_string(),
+            body: body.into(),
+            hmac: None,
+            extra_headers: vec![],
+            omit_headers: vec![],
+        }
+    }
+
+    pub fn signature(&self) -> String {
+        self.hmac
+            .clone()
+            .unwrap_or_else(|| shopify::sign(&self.body, &SECRET.to_owned().into()))
+    }
+}
+
+impl TestApp {
+    pub async fn wait_ready(&self) {
+        super::eventually(
+            Duration::from_secs(10),
+            "the receiver to be ready",
+            || async {
+                let status = self
+                    .http
+                    .get(format!("{}/readyz", self.address))
+                    .send()
+                    .await
+                    .ok()?
+                    .status();
+                status.is_success().then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// POSTs `webhook` with all of Shopify's headers and returns the status.
+    pub async fn post(&self, webhook: &Webhook) -> reqwest::StatusCode {
+        self.post_response(webhook).await.status()
+    }
+
+    pub async fn post_response(&self, webhook: &Webhook) -> reqwest::Response {
+        let headers = [
+            ("X-Shopify-Hmac-Sha256", webhook.signature()),
+            ("X-Shopify-Topic", webhook.topic.clone()),
+            ("X-Shopify-Shop-Domain", webhook.shop.clone()),
+            ("X-Shopify-Webhook-Id", webhook.webhook_id.clone()),
+            ("X-Shopify-API-Version", "2026-10".to_owned()),
+            ("X-Shopify-Event-Id", uuid::Uuid::new_v4().to_string()),
+            (
+                "X-Shopify-Triggered-At",
+                "2026-12-03T10:00:00.000Z".to_owned(),
+            ),
+        ];
+        let mut request = self
+            .http
+            .post(format!("{}/webhooks/shopify", self.address))
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            if !webhook
+                .omit_headers
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(name))
+            {
+                request = request.header(name, value);
+            }
+        }
+        for (name, value) in &webhook.extra_headers {
+            request = request.header(name, value);
+        }
+        request
+            .body(webhook.body.clone())
+            .send()
+            .await
+            .expect("POST to the receiver")
+    }
+
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Stops the app and waits for it to finish.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        match self.handle.take() {
+            Some(handle) => handle.await.expect("app task"),
+            None => Ok(()),
+        }
+    }
+
+    pub fn receiver_addr(&self) -> SocketAddr {
+        self.address
+            .trim_start_matches("http://")
+            .parse()
+            .expect("receiver address")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+        let topology = self.topology.clone();
+        super::block_on_cleanup(async move { delete_topology(&topology).await });
+    }
+}
