@@ -43,13 +43,18 @@ impl<'a> StoredBody<'a> {
     }
 }
 
+/// A body's JSON text for a `jsonb` column (entity `raw`), `None` if it is not UTF-8.
+pub fn jsonb_text(body: &[u8]) -> Option<Cow<'_, str>> {
+    std::str::from_utf8(body).ok().map(jsonb_safe)
+}
+
 fn is_json(text: &str) -> bool {
     serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 /// Valid JSON text that jsonb accepts: every `\u0000` escape becomes `\ufffd`; every other byte
 /// is kept, so ids, decimals and key order are untouched. Borrowed when there is nothing to do.
-pub(crate) fn jsonb_safe(text: &str) -> Cow<'_, str> {
+pub fn jsonb_safe(text: &str) -> Cow<'_, str> {
     if !text.contains(NUL_ESCAPE) {
         return Cow::Borrowed(text);
     }

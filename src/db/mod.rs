@@ -4,7 +4,7 @@
 pub mod compliance;
 pub mod customers;
 pub mod deliveries;
-mod json;
+pub mod json;
 mod migrate;
 pub mod orders;
 pub mod shops;

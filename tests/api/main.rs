@@ -4,4 +4,5 @@
 #[allow(dead_code)] // each test module uses a part of the harness
 mod helpers;
 
+mod handlers;
 mod migrations;
