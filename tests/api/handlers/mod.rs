@@ -3,10 +3,12 @@
 
 mod bulk;
 mod compliance;
+mod concurrency;
 mod deliveries;
 mod fixtures;
 mod last_write_wins;
 
+use deadpool_postgres::Pool;
 use serde_json::Value;
 use shopify_sync::db::{self, deliveries::Begin, deliveries::NewDelivery};
 use shopify_sync::handlers::{self, HandlerError, Outcome};
@@ -55,7 +57,16 @@ pub async fn deliver_with(
     headers: &WebhookHeaders,
     body: &[u8],
 ) -> Result<Option<Outcome>, HandlerError> {
-    let mut client = db.client().await;
+    deliver_on(&db.pool, headers, body).await
+}
+
+/// [`deliver_with`] on a pool, for a worker of its own in a spawned task.
+pub async fn deliver_on(
+    pool: &Pool,
+    headers: &WebhookHeaders,
+    body: &[u8],
+) -> Result<Option<Outcome>, HandlerError> {
+    let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
     let new = NewDelivery::new(headers, body, 0);
     let delivery = match db::deliveries::begin(&tx, &new).await? {
