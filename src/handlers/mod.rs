@@ -3,6 +3,17 @@
 //! [`handle`] runs inside the consumer's transaction, after `db::deliveries::begin` claimed the
 //! delivery; the consumer alone decides ack, retry or dead letter from the result. One file per
 //! topic family.
+//!
+//! Choices worth knowing:
+//! - A customer or order without `updated_at` is stored, but only overwrites a row that has no
+//!   `shopify_updated_at` either: it can never beat a dated write.
+//! - Deletes happen at `X-Shopify-Triggered-At` (else now) and leave a tombstone for unseen ids.
+//! - `orders/edited` is checked and processed with no change: it holds an edit record, and the
+//!   edited order itself arrives as `orders/updated`.
+//! - Redacts keep ids, money and statuses, keep an allow-list of non-personal keys in `raw`, and
+//!   erase the stored webhook bodies about the customer; a redacted row is never refilled.
+//! - Bodies with `\u0000` (refused by jsonb) are stored with U+FFFD in jsonb and, for
+//!   deliveries, the exact bytes in `payload_raw` (see `db::json`).
 
 mod app;
 mod bulk;
