@@ -63,6 +63,9 @@ CREATE TABLE webhook_deliveries (
     attempts         INTEGER     NOT NULL DEFAULT 0,
     last_error       TEXT,
     payload          JSONB,
+    -- The exact body, kept only when `payload` cannot hold it as sent (jsonb refuses `\u0000`, or
+    -- the body is not JSON): replay then republishes these bytes. NULL for ordinary bodies.
+    payload_raw      BYTEA,
     triggered_at     TIMESTAMPTZ,
     received_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),

@@ -6,7 +6,8 @@
 //! - [`shopify`] — signatures, headers and topics, payloads (no broker, no database)
 //! - [`receiver`] — HTTP: verify → publish with confirm → status (no database)
 //! - [`broker`] — RabbitMQ topology, the self-healing publisher, the message format
-//! - [`db`] — the pool, migrations and queries
+//! - [`db`] — the pool, migrations and queries, one file per table
+//! - [`handlers`] — one webhook's effect on Postgres, one file per topic family (no broker)
 //! - [`metrics`], [`telemetry`], [`settings`] — what every process shares
 //! - [`app`] — wiring the parts a command runs; [`cli`] and [`commands`] — the command line
 
@@ -15,6 +16,7 @@ pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod db;
+pub mod handlers;
 pub mod metrics;
 pub mod receiver;
 pub mod settings;

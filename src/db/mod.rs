@@ -1,7 +1,14 @@
 //! Postgres: the pool, database creation, migrations, and the queries of each table.
 //! Knows nothing of the broker or HTTP.
 
+pub mod compliance;
+pub mod customers;
+pub mod deliveries;
+pub mod json;
 mod migrate;
+pub mod orders;
+pub mod shops;
+pub mod sync_logs;
 
 use std::time::Duration;
 

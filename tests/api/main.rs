@@ -5,5 +5,6 @@
 mod helpers;
 
 mod cli;
+mod handlers;
 mod migrations;
 mod receiver;

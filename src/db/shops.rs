@@ -1,0 +1,92 @@
+//! `shops`: one row per shop domain, created by its first verified webhook.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+
+use super::DbError;
+use crate::shopify::ShopDomain;
+
+/// The shop's id, creating its row if this is the first we hear of it.
+///
+/// Not `ON CONFLICT DO UPDATE … RETURNING`: that would lock the shop row until the caller's
+/// transaction ends and serialise every worker handling that shop. A concurrent first insert
+/// makes our `DO NOTHING` wait for it; the second `SELECT` (a new snapshot) then sees it.
+pub async fn get_or_create(
+    client: &impl GenericClient,
+    domain: &ShopDomain,
+) -> Result<i64, DbError> {
+    let select = client
+        .prepare_cached("SELECT id FROM shops WHERE domain = $1")
+        .await?;
+    if let Some(row) = client.query_opt(&select, &[&domain.as_str()]).await? {
+        return Ok(row.get(0));
+    }
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO shops (domain) VALUES ($1) ON CONFLICT (domain) DO NOTHING RETURNING id",
+        )
+        .await?;
+    if let Some(row) = client.query_opt(&insert, &[&domain.as_str()]).await? {
+        return Ok(row.get(0));
+    }
+    Ok(client.query_one(&select, &[&domain.as_str()]).await?.get(0))
+}
+
+/// The shop's id if it has a row.
+pub async fn find(
+    client: &impl GenericClient,
+    domain: &ShopDomain,
+) -> Result<Option<i64>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT id FROM shops WHERE domain = $1",
+            &[&domain.as_str()],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Stores the Admin API token of an (re)installed shop (`shops add`): it counts as installed now.
+pub async fn register(
+    client: &impl GenericClient,
+    domain: &ShopDomain,
+    access_token: &str,
+) -> Result<i64, DbError> {
+    let row = client
+        .query_one(
+            "INSERT INTO shops (domain, access_token) VALUES ($1, $2)
+             ON CONFLICT (domain) DO UPDATE
+                SET access_token = EXCLUDED.access_token, installed_at = now(), uninstalled_at = NULL
+             RETURNING id",
+            &[&domain.as_str(), &access_token],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// `app/uninstalled`: the token is useless from now on, and the shop is no longer synced.
+pub async fn mark_uninstalled(
+    client: &impl GenericClient,
+    shop_id: i64,
+    at: Option<DateTime<Utc>>,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE shops SET uninstalled_at = COALESCE($2, now()), access_token = NULL
+              WHERE id = $1",
+            &[&shop_id, &at],
+        )
+        .await?;
+    Ok(())
+}
+
+/// `shop/redact`: the shop's data is erased; its token goes too.
+pub async fn drop_token(client: &impl GenericClient, shop_id: i64) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE shops SET access_token = NULL WHERE id = $1",
+            &[&shop_id],
+        )
+        .await?;
+    Ok(())
+}
