@@ -12,9 +12,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     broker::{Publisher, Topology},
+    db,
     metrics::{self, Metrics},
-    receiver::{Receiver, ReceiverConfig},
+    receiver::{Readiness, Receiver, ReceiverConfig},
     settings::Settings,
+    worker,
 };
 
 /// Which parts run in this process.
@@ -22,6 +24,8 @@ use crate::{
 pub struct Components {
     /// The HTTP receiver on `LISTEN_ADDR`.
     pub receiver: bool,
+    /// Consumers of these work queue families, and the dead-letter consumer; `None`: no workers.
+    pub workers: Option<Vec<String>>,
 }
 
 /// A running process: its addresses and its tasks.
@@ -64,14 +68,46 @@ impl App {
             metrics::serve(metrics_listener, metrics.clone(), cancel.clone()),
         );
 
-        if components.receiver {
-            let secret = settings.require_api_secret()?.clone();
-            let publisher = Publisher::start(
-                settings.amqp_url.clone(),
-                "shopify-sync receiver".into(),
-                topology.clone(),
+        let secret = match components.receiver {
+            true => Some(settings.require_api_secret()?.clone()),
+            false => None,
+        };
+        if let Some(families) = &components.workers {
+            worker::validate_families(families)?;
+        }
+        // One confirmed publishing channel per process: the receiver's webhooks and the workers'
+        // retries share it.
+        let publisher = Publisher::start(
+            settings.amqp_url.clone(),
+            "shopify-sync publisher".into(),
+            topology.clone(),
+            cancel.clone(),
+        );
+        let pool = components
+            .workers
+            .as_ref()
+            .map(|_| db::pool(&settings.database, settings.database_pool_size));
+
+        if let (Some(families), Some(pool)) = (components.workers.clone(), pool.clone()) {
+            let (settings, publisher, metrics, cancel) = (
+                settings.clone(),
+                publisher.clone(),
+                metrics.clone(),
                 cancel.clone(),
             );
+            app.spawn("workers", async move {
+                worker::run(&settings, families, pool, publisher, metrics, cancel).await;
+                Ok::<(), anyhow::Error>(())
+            });
+        }
+
+        if let Some(secret) = secret {
+            let readiness: Option<Readiness> = pool.map(|pool| -> Readiness {
+                Arc::new(move || {
+                    let pool = pool.clone();
+                    Box::pin(async move { db::is_reachable(&pool).await })
+                })
+            });
             let receiver = Receiver::bind(
                 settings.listen_addr,
                 ReceiverConfig {
@@ -84,7 +120,7 @@ impl App {
                 publisher,
                 &topology,
                 metrics.clone(),
-                None,
+                readiness,
             )
             .await
             .with_context(|| format!("cannot listen on LISTEN_ADDR {}", settings.listen_addr))?;

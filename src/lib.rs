@@ -22,3 +22,4 @@ pub mod receiver;
 pub mod settings;
 pub mod shopify;
 pub mod telemetry;
+pub mod worker;

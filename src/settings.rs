@@ -44,6 +44,8 @@ pub enum LogFormat {
 pub struct Settings {
     /// Postgres; the password is redacted by `tokio_postgres::Config`'s own `Debug`.
     pub database: tokio_postgres::Config,
+    /// Connections to Postgres per process.
+    pub database_pool_size: usize,
     /// RabbitMQ URL; may carry a password, hence secret.
     pub amqp_url: SecretString,
     /// Prefix of every exchange and queue name.
@@ -76,6 +78,7 @@ impl fmt::Debug for Settings {
         let redacted = |s: &Option<SecretString>| s.as_ref().map(|_| "[redacted]");
         f.debug_struct("Settings")
             .field("database", &self.database)
+            .field("database_pool_size", &self.database_pool_size)
             .field("amqp_url", &redact_url(self.amqp_url.expose_secret()))
             .field("amqp_prefix", &self.amqp_prefix)
             .field("queue_type", &self.queue_type)
@@ -199,8 +202,20 @@ impl Settings {
             return Err(SettingsError::new("MAX_BODY_BYTES", "must be at least 1"));
         }
 
+        let database_pool_size: usize = parse(
+            "DATABASE_POOL_SIZE",
+            get("DATABASE_POOL_SIZE").unwrap_or("16"),
+        )?;
+        if database_pool_size == 0 {
+            return Err(SettingsError::new(
+                "DATABASE_POOL_SIZE",
+                "must be at least 1",
+            ));
+        }
+
         Ok(Self {
             database,
+            database_pool_size,
             amqp_url: amqp_url.into(),
             amqp_prefix,
             queue_type,

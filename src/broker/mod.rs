@@ -2,6 +2,7 @@
 //! consumer loop with its retry routing. Knows nothing of the database or of handlers' insides.
 
 pub mod connection;
+pub mod consumer;
 pub mod message;
 pub mod publisher;
 pub mod topology;

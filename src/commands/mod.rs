@@ -1,7 +1,10 @@
 //! One function per subcommand.
 
+mod deliveries;
+mod replay;
 pub mod send;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -9,6 +12,7 @@ use crate::{
     cli::Command,
     db,
     settings::Settings,
+    worker,
 };
 
 /// Exit status of a command that has not been built yet.
@@ -21,35 +25,75 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<u8> {
     match command {
+        Command::Serve => {
+            migrate(&settings).await?;
+            let components = Components {
+                receiver: true,
+                workers: Some(worker::all_families()),
+            };
+            run_app(settings, components, cancel).await
+        }
         Command::Receiver => {
-            let components = Components { receiver: true };
-            App::start(settings, components, cancel)
-                .await?
-                .run_until_stopped()
-                .await?;
-            Ok(0)
+            let components = Components {
+                receiver: true,
+                workers: None,
+            };
+            run_app(settings, components, cancel).await
+        }
+        Command::Worker { queues } => {
+            let families = if queues.is_empty() {
+                worker::all_families()
+            } else {
+                queues
+            };
+            let components = Components {
+                receiver: false,
+                workers: Some(families),
+            };
+            run_app(settings, components, cancel).await
         }
         Command::Migrate => {
             migrate(&settings).await?;
             Ok(0)
         }
         Command::Send(args) => send::run(&settings, args).await,
-        Command::Serve
-        | Command::Worker { .. }
-        | Command::Scheduler
-        | Command::Replay { .. }
-        | Command::Deliveries { .. }
-        | Command::Shops { .. }
-        | Command::Sync { .. } => {
+        Command::Deliveries {
+            status,
+            shop,
+            limit,
+        } => deliveries::run(&settings, status, shop, limit).await,
+        Command::Replay {
+            webhook_ids,
+            dead_letters,
+            topic,
+            shop,
+            since,
+        } => {
+            let selection =
+                replay::Selection::from_args(webhook_ids, dead_letters, topic, shop, since)?;
+            replay::run(&settings, selection).await
+        }
+        Command::Scheduler | Command::Shops { .. } | Command::Sync { .. } => {
             eprintln!("shopify-sync: this command is not yet available");
             Ok(NOT_YET_AVAILABLE)
         }
     }
 }
 
+async fn run_app(
+    settings: Settings,
+    components: Components,
+    cancel: CancellationToken,
+) -> anyhow::Result<u8> {
+    App::start(settings, components, cancel)
+        .await?
+        .run_until_stopped()
+        .await?;
+    Ok(0)
+}
+
 /// Creates the database when missing and applies migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    use anyhow::Context;
     let name = settings.database_name();
     if db::create_database_if_missing(&settings.database)
         .await
@@ -62,4 +106,17 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot migrate database {name} (DATABASE_URL)"))?;
     tracing::info!(database = name, applied, "database is up to date");
     Ok(())
+}
+
+/// A client for one-shot commands, with a clear error when Postgres is not there.
+async fn client(settings: &Settings) -> anyhow::Result<deadpool_postgres::Object> {
+    db::pool(&settings.database, 1)
+        .get()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to database {} (DATABASE_URL)",
+                settings.database_name()
+            )
+        })
 }

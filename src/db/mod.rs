@@ -20,12 +20,24 @@ pub use migrate::{create_database_if_missing, migrate};
 /// A database failure, with the one question a caller has: is it worth trying again?
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("Postgres: {0}")]
+    #[error("Postgres: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("Postgres pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
+}
+
+/// tokio-postgres prints only "db error"; the server's message and SQLSTATE are what an operator
+/// reading `last_error` needs.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
 }
 
 impl DbError {

@@ -5,6 +5,8 @@
 mod helpers;
 
 mod cli;
+mod failures;
 mod handlers;
 mod migrations;
+mod pipeline;
 mod receiver;

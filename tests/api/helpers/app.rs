@@ -10,7 +10,7 @@ use shopify_sync::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{TestBroker, broker::delete_topology};
+use super::{TestBroker, TestDb, broker::delete_topology};
 
 pub const SECRET: &str = "test-app-secret";
 pub const SHOP: &str = "test-shop.myshopify.com";
@@ -46,24 +46,56 @@ pub struct TestApp {
     pub topology: Topology,
     pub broker: TestBroker,
     pub http: reqwest::Client,
+    /// The app's database, when it runs workers. Dropped (with the database) after the app.
+    pub db: Option<TestDb>,
     cancel: CancellationToken,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Starts the receiver with a fresh prefix and waits until it has its broker channel.
 pub async fn spawn_receiver(overrides: &[(&str, &str)]) -> TestApp {
-    spawn(overrides, Components { receiver: true }, true).await
+    spawn(overrides, receiver_only(), None, true).await
 }
 
 /// Starts the receiver without waiting for the broker (for tests where it is away).
 pub async fn spawn_receiver_unready(overrides: &[(&str, &str)]) -> TestApp {
-    spawn(overrides, Components { receiver: true }, false).await
+    spawn(overrides, receiver_only(), None, false).await
 }
 
-async fn spawn(overrides: &[(&str, &str)], components: Components, wait_ready: bool) -> TestApp {
+/// Everything `serve` runs, on a fresh database and prefix: receiver, every consumer and the
+/// dead-letter consumer.
+pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
+    let db = TestDb::new().await;
+    let components = Components {
+        receiver: true,
+        workers: Some(shopify_sync::worker::all_families()),
+    };
+    spawn(overrides, components, Some(db), true).await
+}
+
+fn receiver_only() -> Components {
+    Components {
+        receiver: true,
+        workers: None,
+    }
+}
+
+async fn spawn(
+    overrides: &[(&str, &str)],
+    components: Components,
+    db: Option<TestDb>,
+    wait_ready: bool,
+) -> TestApp {
     super::init_tracing();
     let prefix = super::unique("test");
-    let settings = Settings::from_vars(test_vars(&prefix, overrides)).expect("test settings");
+    let mut vars = test_vars(&prefix, &[]);
+    if let Some(db) = &db {
+        vars.insert("DATABASE_URL".into(), db.url());
+    }
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let settings = Settings::from_vars(vars).expect("test settings");
     let topology = Topology::new(&settings);
     let cancel = CancellationToken::new();
     let app = App::start(settings.clone(), components, cancel.clone())
@@ -79,6 +111,7 @@ async fn spawn(overrides: &[(&str, &str)], components: Components, wait_ready: b
         topology,
         broker: TestBroker::new(prefix).await,
         http: reqwest::Client::new(),
+        db,
         cancel,
         handle: Some(handle),
     };
@@ -218,5 +251,72 @@ impl Drop for TestApp {
         }
         let topology = self.topology.clone();
         super::block_on_cleanup(async move { delete_topology(&topology).await });
+    }
+}
+
+/// A delivery row as the tests read it.
+#[derive(Debug, Clone)]
+pub struct DeliveryState {
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub payload: Option<serde_json::Value>,
+    pub dead_lettered_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl TestApp {
+    pub fn db(&self) -> &TestDb {
+        self.db
+            .as_ref()
+            .expect("this app has a database (spawn_app)")
+    }
+
+    /// The delivery row of `webhook_id`, if any.
+    pub async fn delivery(&self, webhook_id: &str) -> Option<DeliveryState> {
+        let client = self.db().client().await;
+        let row = client
+            .query_opt(
+                "SELECT status, attempts, last_error, payload, dead_lettered_at
+                   FROM webhook_deliveries WHERE webhook_id = $1",
+                &[&webhook_id],
+            )
+            .await
+            .expect("query deliveries")?;
+        Some(DeliveryState {
+            status: row.get(0),
+            attempts: row.get(1),
+            last_error: row.get(2),
+            payload: row.get(3),
+            dead_lettered_at: row.get(4),
+        })
+    }
+
+    /// Waits until the delivery of `webhook_id` has `status`, and returns it.
+    pub async fn wait_for_status(&self, webhook_id: &str, status: &str) -> DeliveryState {
+        super::eventually(
+            Duration::from_secs(15),
+            &format!("delivery {webhook_id} to be {status}"),
+            || async {
+                self.delivery(webhook_id)
+                    .await
+                    .filter(|d| d.status == status)
+            },
+        )
+        .await
+    }
+
+    /// Posts and expects 200.
+    pub async fn accept(&self, webhook: &Webhook) {
+        let status = self.post(webhook).await;
+        assert_eq!(status, 200, "{} {}", webhook.topic, webhook.webhook_id);
+    }
+
+    /// A metric sample's value, 0 when absent. `series` is the name with its labels as printed.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 }

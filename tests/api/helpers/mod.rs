@@ -5,7 +5,7 @@ pub mod broker;
 pub mod db;
 pub mod proxy;
 
-pub use app::{Webhook, spawn_receiver, spawn_receiver_unready};
+pub use app::{TestApp, Webhook, spawn_app, spawn_receiver, spawn_receiver_unready};
 pub use broker::TestBroker;
 pub use db::TestDb;
 pub use proxy::Proxy;

@@ -1,0 +1,319 @@
+//! The consumer loop: take deliveries under a prefetch, hand each to a handler, and settle it by
+//! the handler's [`Verdict`] — ack, republish to the next retry tier, or send to dead letters.
+//!
+//! Handlers never touch AMQP; this loop alone decides. It reconnects by itself when the broker
+//! goes away (unsettled messages come back by themselves), and on shutdown it stops taking
+//! messages, lets the in-flight ones finish and settle, then closes its channel.
+
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use lapin::{
+    Channel,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    },
+    types::FieldTable,
+};
+use secrecy::SecretString;
+use tokio::time::Instant;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
+
+use super::{Publisher, Topology, WebhookMessage, connection};
+use crate::metrics::Metrics;
+
+/// What a handler made of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Settled; the label is the `outcome` of `shopify_sync_messages_total`.
+    Done(&'static str),
+    /// Failed, may succeed later: next retry tier, or dead letters after the last.
+    Retry(String),
+    /// Can never succeed: dead letters now.
+    DeadLetter(String),
+    /// Cannot be settled now (e.g. the database is down while recording a dead letter): put it
+    /// back on its queue after a pause.
+    Requeue(String),
+}
+
+/// Handles one message. Panics are caught and count as [`Verdict::Retry`].
+pub type Handler = Arc<dyn Fn(WebhookMessage) -> BoxFuture<'static, Verdict> + Send + Sync>;
+
+/// One consumer: which queue, and how it is labelled in metrics and logs.
+#[derive(Clone)]
+pub struct ConsumerConfig {
+    pub url: SecretString,
+    pub queue: String,
+    /// The `queue` label of the metrics (the family, e.g. `customers`).
+    pub label: String,
+    pub prefetch: u16,
+}
+
+/// How long a message that could not be settled waits before it goes back on its queue, so a
+/// database outage does not turn into a hot redelivery loop.
+const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Consumes until `cancel` fires, reconnecting whenever the connection is lost.
+pub async fn run(
+    config: ConsumerConfig,
+    topology: Topology,
+    publisher: Publisher,
+    handler: Handler,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let settler = Arc::new(Settler {
+        topology: topology.clone(),
+        publisher,
+        metrics,
+        label: config.label.clone(),
+    });
+    while !cancel.is_cancelled() {
+        match consume(&config, &topology, &settler, &handler, &cancel).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(error) => {
+                tracing::warn!(queue = %config.queue, %error, retry_in = ?backoff, "consumer lost RabbitMQ");
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    tracing::info!(queue = %config.queue, "consumer stopped");
+}
+
+/// One connection's worth of consuming. Returns when the connection or consumer ends, or on
+/// shutdown after every in-flight message is settled.
+async fn consume(
+    config: &ConsumerConfig,
+    topology: &Topology,
+    settler: &Arc<Settler>,
+    handler: &Handler,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let name = format!("shopify-sync consumer {}", config.label);
+    let connection = connection::connect(&config.url, &name, connection::CONNECT_TIMEOUT).await?;
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel).await?;
+    // At most `prefetch` unacked messages in this consumer: the bound of its concurrency.
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions { global: false })
+        .await?;
+    let tag = format!("{}-{}", config.label, uuid::Uuid::new_v4().simple());
+    let mut deliveries = channel
+        .basic_consume(
+            config.queue.as_str().into(),
+            tag.as_str().into(),
+            // Manual acks: a message is settled only after its transaction committed.
+            BasicConsumeOptions {
+                no_ack: false,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue = %config.queue, "consuming");
+
+    let in_flight = TaskTracker::new();
+    let ended = loop {
+        tokio::select! {
+            () = cancel.cancelled() => break Ok(()),
+            next = deliveries.next() => match next {
+                Some(Ok(delivery)) => {
+                    let (settler, handler) = (settler.clone(), handler.clone());
+                    in_flight.spawn(async move { settler.settle(delivery, &handler).await });
+                }
+                Some(Err(error)) => break Err(error.into()),
+                None => break Err(anyhow::anyhow!("the broker ended the consumer")),
+            },
+        }
+    };
+    if cancel.is_cancelled() {
+        // Stop taking messages; those delivered but not started go back when the channel closes.
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+    }
+    in_flight.close();
+    in_flight.wait().await;
+    close(&channel).await;
+    let _ = connection.close(200, "consumer done".into()).await;
+    ended
+}
+
+async fn close(channel: &Channel) {
+    if channel.status().connected() {
+        let _ = channel.close(200, "consumer done".into()).await;
+    }
+}
+
+/// Turns verdicts into acks and republishes.
+struct Settler {
+    topology: Topology,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+    label: String,
+}
+
+/// Deadline for republishing a message to a retry tier or to dead letters.
+const REPUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Settler {
+    async fn settle(&self, delivery: Delivery, handler: &Handler) {
+        let started = Instant::now();
+        let routing_key = delivery.routing_key.to_string();
+        let message = match WebhookMessage::from_amqp(&delivery.properties, delivery.data.clone()) {
+            Ok(message) => message,
+            Err(error) => {
+                // Not one of ours: it can never be processed, and nothing can record it.
+                tracing::error!(queue = %self.label, %error, routing_key, "dropping a malformed message");
+                self.ack(&delivery, "dead_lettered").await;
+                return;
+            }
+        };
+        let span = tracing::info_span!(
+            "message",
+            queue = %self.label,
+            topic = %message.headers.topic,
+            shop = %message.headers.shop,
+            webhook_id = %message.headers.webhook_id,
+            attempt = message.retry_count + 1,
+        );
+        let verdict = AssertUnwindSafe(handler(message.clone()).instrument(span.clone()))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Verdict::Retry(format!("handler panicked: {}", panic_text(&panic)))
+            });
+
+        let outcome = match verdict {
+            Verdict::Done(outcome) => {
+                self.ack(&delivery, outcome).await;
+                Some(outcome)
+            }
+            Verdict::Retry(error) => match self.topology.retry_tier(message.retry_count as usize) {
+                Some(tier) => {
+                    tracing::warn!(parent: &span, %error, tier, "attempt failed; retrying later");
+                    self.forward(&delivery, message, &tier, &routing_key, error, "retried")
+                        .await
+                }
+                None => {
+                    tracing::error!(parent: &span, %error, "last attempt failed; dead-lettering");
+                    self.dead_letter(&delivery, message, &routing_key, error)
+                        .await
+                }
+            },
+            Verdict::DeadLetter(error) => {
+                tracing::error!(parent: &span, %error, "cannot be processed; dead-lettering");
+                self.dead_letter(&delivery, message, &routing_key, error)
+                    .await
+            }
+            Verdict::Requeue(error) => {
+                tracing::warn!(parent: &span, %error, "cannot settle now; requeueing");
+                tokio::time::sleep(REQUEUE_PAUSE).await;
+                self.requeue(&delivery).await;
+                None
+            }
+        };
+        if outcome.is_some() {
+            self.metrics
+                .processing_duration
+                .with_label_values(&[self.label.as_str()])
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        message: WebhookMessage,
+        routing_key: &str,
+        error: String,
+    ) -> Option<&'static str> {
+        let exchange = self.topology.dead_letter();
+        self.forward(
+            delivery,
+            message,
+            &exchange,
+            routing_key,
+            error,
+            "dead_lettered",
+        )
+        .await
+    }
+
+    /// Republishes `message` (confirmed, `retry-count` + 1, broker death headers gone) to
+    /// `exchange`, then acks the original. If the republish fails, the original goes back to
+    /// its queue instead: never both lost and acked.
+    async fn forward(
+        &self,
+        delivery: &Delivery,
+        mut message: WebhookMessage,
+        exchange: &str,
+        routing_key: &str,
+        error: String,
+        outcome: &'static str,
+    ) -> Option<&'static str> {
+        message.retry_count += 1;
+        message.last_error = Some(error);
+        let published = self
+            .publisher
+            .publish(
+                exchange,
+                routing_key,
+                &message.body,
+                message.properties(),
+                REPUBLISH_TIMEOUT,
+            )
+            .await;
+        match published {
+            Ok(()) => {
+                self.ack(delivery, outcome).await;
+                Some(outcome)
+            }
+            Err(error) => {
+                tracing::warn!(%error, exchange, "cannot republish; the message goes back to its queue");
+                self.requeue(delivery).await;
+                None
+            }
+        }
+    }
+
+    async fn ack(&self, delivery: &Delivery, outcome: &'static str) {
+        // Ok(false): the channel is gone; the broker will redeliver, and dedupe makes that harmless.
+        match delivery.ack(BasicAckOptions::default()).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("ack on a closed channel; the message will be redelivered"),
+            Err(error) => tracing::warn!(%error, "ack failed; the message will be redelivered"),
+        }
+        self.metrics
+            .messages
+            .with_label_values(&[self.label.as_str(), outcome])
+            .inc();
+    }
+
+    async fn requeue(&self, delivery: &Delivery) {
+        // lapin's default nack has requeue: false, which would drop (or dead-letter) the message.
+        let options = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        if let Err(error) = delivery.nack(options).await {
+            tracing::warn!(%error, "nack failed; the message will be redelivered");
+        }
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
