@@ -49,7 +49,9 @@ pub struct TestApp {
     /// The app's database, when it runs workers. Dropped (with the database) after the app.
     pub db: Option<TestDb>,
     cancel: CancellationToken,
-    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The app runs on a runtime of its own, like a separate process: it shuts down gracefully
+    /// even while the test's runtime is blocked in `Drop`.
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Starts the receiver with a fresh prefix and waits until it has its broker channel.
@@ -98,12 +100,27 @@ async fn spawn(
     let settings = Settings::from_vars(vars).expect("test settings");
     let topology = Topology::new(&settings);
     let cancel = CancellationToken::new();
-    let app = App::start(settings.clone(), components, cancel.clone())
-        .await
-        .expect("app starts");
-    let address = format!("http://{}", app.http_addr.expect("receiver address"));
-    let metrics_address = format!("http://{}", app.metrics_addr);
-    let handle = tokio::spawn(app.run_until_stopped());
+    let (started, addresses) = tokio::sync::oneshot::channel();
+    let thread = std::thread::spawn({
+        let (settings, cancel) = (settings.clone(), cancel.clone());
+        move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("app runtime");
+            runtime.block_on(async move {
+                let app = App::start(settings, components, cancel).await?;
+                let _ = started.send((app.http_addr, app.metrics_addr));
+                app.run_until_stopped().await
+            })
+        }
+    });
+    let Ok((http_addr, metrics_addr)) = addresses.await else {
+        panic!("the app did not start: {:?}", thread.join());
+    };
+    let address = format!("http://{}", http_addr.expect("receiver address"));
+    let metrics_address = format!("http://{metrics_addr}");
     let test_app = TestApp {
         address,
         metrics_address,
@@ -113,7 +130,7 @@ async fn spawn(
         http: reqwest::Client::new(),
         db,
         cancel,
-        handle: Some(handle),
+        thread: Some(thread),
     };
     if wait_ready {
         test_app.wait_ready().await;
@@ -229,8 +246,11 @@ impl TestApp {
     /// Stops the app and waits for it to finish.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.cancel.cancel();
-        match self.handle.take() {
-            Some(handle) => handle.await.expect("app task"),
+        match self.thread.take() {
+            Some(thread) => tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .expect("join")
+                .expect("app thread"),
             None => Ok(()),
         }
     }
@@ -246,8 +266,10 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.cancel.cancel();
-        if let Some(handle) = self.handle.take() {
-            handle.abort();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            eprintln!("the app panicked");
         }
         let topology = self.topology.clone();
         super::block_on_cleanup(async move { delete_topology(&topology).await });
