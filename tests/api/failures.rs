@@ -269,3 +269,49 @@ async fn deliveries_lists_what_happened() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn while_postgres_is_down_the_dead_letter_waits_and_is_recorded_when_it_returns() {
+    let test_db = crate::helpers::TestDb::new().await;
+    let postgres = crate::helpers::Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = test_db
+        .url()
+        .replace("127.0.0.1:5432", &postgres.addr.to_string());
+    let app = crate::helpers::app::spawn_app_on(
+        test_db,
+        &[("DATABASE_URL", &url), ("RETRY_DELAYS", "50ms,50ms")],
+    )
+    .await;
+    postgres.cut();
+
+    let webhook = Webhook::new("customers/create", customer("while-down@example.com"));
+    app.accept(&webhook).await;
+    // Every attempt fails while Postgres is away; the last one reaches the dead-letter consumer,
+    // which cannot record it either and keeps it.
+    crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the dead letter to be held",
+        || async {
+            (app.metric(
+                r#"shopify_sync_messages_total{outcome="dead_lettered",queue="customers"}"#,
+            )
+            .await
+                == 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        app.delivery(&webhook.webhook_id).await.is_none(),
+        "nothing could be written yet"
+    );
+
+    postgres.restore();
+    let dead = app
+        .wait_for_status(&webhook.webhook_id, "dead_letter")
+        .await;
+
+    assert_eq!(dead.attempts, 3);
+    assert_eq!(dead.payload.unwrap()["email"], "while-down@example.com");
+}

@@ -141,3 +141,37 @@ async fn lookups_have_their_indexes() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_migrate_command_creates_the_database_and_can_run_again() {
+    let name = crate::helpers::unique("test");
+    let base = crate::helpers::db::base_url();
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+
+    for run in 1..=2 {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_shopify-sync"))
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let test_db = TestDb::new().await;
+    let client = test_db.client().await;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .unwrap()
+        .is_some();
+    client
+        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .unwrap();
+    assert!(exists);
+}

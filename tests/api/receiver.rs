@@ -309,3 +309,33 @@ async fn metrics_include_the_receiver_and_process_metrics() {
         assert!(metrics.contains(name), "no {name} in\n{metrics}");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_sends_its_body_too_slowly_gets_408_and_nothing_is_published() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_receiver(&[("REQUEST_TIMEOUT", "300ms")]).await;
+    let probe = app
+        .broker
+        .probe(&app.topology.webhooks_exchange(), "#")
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(app.receiver_addr())
+        .await
+        .unwrap();
+
+    let head = format!(
+        "POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\nX-Shopify-Hmac-Sha256: x\r\n\r\n{{\"id\":"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+
+    assert!(
+        read.is_ok(),
+        "the receiver must not wait for the slow client forever"
+    );
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(probe.next(Duration::from_millis(200)).await.is_none());
+}

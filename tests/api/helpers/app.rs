@@ -67,7 +67,11 @@ pub async fn spawn_receiver_unready(overrides: &[(&str, &str)]) -> TestApp {
 /// Everything `serve` runs, on a fresh database and prefix: receiver, every consumer and the
 /// dead-letter consumer.
 pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
-    let db = TestDb::new().await;
+    spawn_app_on(TestDb::new().await, overrides).await
+}
+
+/// [`spawn_app`] on a database the test made (e.g. to reach it through a [`super::Proxy`]).
+pub async fn spawn_app_on(db: TestDb, overrides: &[(&str, &str)]) -> TestApp {
     let components = Components {
         receiver: true,
         workers: Some(shopify_sync::worker::all_families()),
