@@ -322,10 +322,8 @@ async fn a_client_that_sends_its_body_too_slowly_gets_408_and_nothing_is_publish
         .await
         .unwrap();
 
-    let head = format!(
-        "POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: 1000\r\nX-Shopify-Hmac-Sha256: x\r\n\r\n{{\"id\":"
-    );
+    let head = "POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\nX-Shopify-Hmac-Sha256: x\r\n\r\n{\"id\":";
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     let read =
