@@ -16,6 +16,7 @@ use crate::{
     metrics::{self, Metrics},
     receiver::{Readiness, Receiver, ReceiverConfig},
     settings::Settings,
+    sync::{self, Syncer},
     worker,
 };
 
@@ -26,6 +27,8 @@ pub struct Components {
     pub receiver: bool,
     /// Consumers of these work queue families, and the dead-letter consumer; `None`: no workers.
     pub workers: Option<Vec<String>>,
+    /// The full-sync scheduler (`SYNC_INTERVAL`, `SYNC_STALE_AFTER`).
+    pub scheduler: bool,
 }
 
 /// A running process: its addresses and its tasks.
@@ -83,10 +86,21 @@ impl App {
             topology.clone(),
             cancel.clone(),
         );
-        let pool = components
-            .workers
-            .as_ref()
-            .map(|_| db::pool(&settings.database, settings.database_pool_size));
+        let pool = (components.workers.is_some() || components.scheduler)
+            .then(|| db::pool(&settings.database, settings.database_pool_size));
+
+        if let (true, Some(pool)) = (components.scheduler, pool.clone()) {
+            let syncer = Syncer::new(&settings, pool, metrics.clone());
+            let schedule = sync::scheduler::Schedule {
+                interval: settings.sync_interval,
+                stale_after: settings.sync_stale_after,
+            };
+            let cancel = cancel.clone();
+            app.spawn("scheduler", async move {
+                sync::scheduler::run(syncer, schedule, cancel).await;
+                Ok::<(), anyhow::Error>(())
+            });
+        }
 
         if let (Some(families), Some(pool)) = (components.workers.clone(), pool.clone()) {
             let (settings, publisher, metrics, cancel) = (

@@ -21,5 +21,6 @@ pub mod metrics;
 pub mod receiver;
 pub mod settings;
 pub mod shopify;
+pub mod sync;
 pub mod telemetry;
 pub mod worker;

@@ -3,20 +3,19 @@
 mod deliveries;
 mod replay;
 pub mod send;
+mod shops;
+mod sync;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     app::{App, Components},
-    cli::Command,
+    cli::{Command, ShopsCommand},
     db,
     settings::Settings,
     worker,
 };
-
-/// Exit status of a command that has not been built yet.
-pub const NOT_YET_AVAILABLE: u8 = 2;
 
 /// What a command ended with: an exit code, or an error for `main` to print.
 pub async fn run(
@@ -30,6 +29,7 @@ pub async fn run(
             let components = Components {
                 receiver: true,
                 workers: Some(worker::all_families()),
+                scheduler: true,
             };
             run_app(settings, components, cancel).await
         }
@@ -37,6 +37,7 @@ pub async fn run(
             let components = Components {
                 receiver: true,
                 workers: None,
+                scheduler: false,
             };
             run_app(settings, components, cancel).await
         }
@@ -49,6 +50,7 @@ pub async fn run(
             let components = Components {
                 receiver: false,
                 workers: Some(families),
+                scheduler: false,
             };
             run_app(settings, components, cancel).await
         }
@@ -73,10 +75,18 @@ pub async fn run(
                 replay::Selection::from_args(webhook_ids, dead_letters, topic, shop, since)?;
             replay::run(&settings, selection).await
         }
-        Command::Scheduler | Command::Shops { .. } | Command::Sync { .. } => {
-            eprintln!("shopify-sync: this command is not yet available");
-            Ok(NOT_YET_AVAILABLE)
+        Command::Scheduler => {
+            let components = Components {
+                receiver: false,
+                workers: None,
+                scheduler: true,
+            };
+            run_app(settings, components, cancel).await
         }
+        Command::Shops {
+            command: ShopsCommand::Add { domain, token },
+        } => shops::add(&settings, &domain, &token).await,
+        Command::Sync { shop } => sync::run(&settings, &shop).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Postgres: the pool, database creation, migrations, and the queries of each table.
 //! Knows nothing of the broker or HTTP.
 
+pub mod bulk;
 pub mod compliance;
 pub mod customers;
 pub mod deliveries;

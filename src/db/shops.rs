@@ -90,3 +90,61 @@ pub async fn drop_token(client: &impl GenericClient, shop_id: i64) -> Result<(),
         .await?;
     Ok(())
 }
+
+/// A shop the service can sync: installed, with an Admin API token.
+#[derive(Clone)]
+pub struct SyncableShop {
+    pub id: i64,
+    pub domain: String,
+    /// Secret: never logged.
+    pub access_token: String,
+}
+
+impl std::fmt::Debug for SyncableShop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncableShop")
+            .field("id", &self.id)
+            .field("domain", &self.domain)
+            .field("access_token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Every installed shop with a token (the scheduler's work list).
+pub async fn syncable(client: &impl GenericClient) -> Result<Vec<SyncableShop>, DbError> {
+    let rows = client
+        .query(
+            "SELECT id, domain, access_token FROM shops
+              WHERE access_token IS NOT NULL AND uninstalled_at IS NULL
+              ORDER BY id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| SyncableShop {
+            id: r.get(0),
+            domain: r.get(1),
+            access_token: r.get(2),
+        })
+        .collect())
+}
+
+/// The shop `shop_id` if it can be synced (installed, with a token).
+pub async fn syncable_by_id(
+    client: &impl GenericClient,
+    shop_id: i64,
+) -> Result<Option<SyncableShop>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT id, domain, access_token FROM shops
+              WHERE id = $1 AND access_token IS NOT NULL AND uninstalled_at IS NULL",
+            &[&shop_id],
+        )
+        .await?;
+    Ok(row.map(|r| SyncableShop {
+        id: r.get(0),
+        domain: r.get(1),
+        access_token: r.get(2),
+    }))
+}

@@ -4,12 +4,13 @@ use deadpool_postgres::GenericClient;
 
 use super::{HandlerError, Outcome, parse};
 use crate::db::{self, deliveries::Delivery};
-use crate::shopify::payload::BulkOperationFinish;
+use crate::shopify::{admin::failure_message, payload::BulkOperationFinish};
 
 /// A finished bulk operation. Anything but `completed` fails its running sync log at once (the
 /// old system left it `running` forever); `completed` is handed on as
-/// [`Outcome::BulkCompleted`] for the import. A finish no log waits for (a log already ended,
-/// or an operation this service did not start) is processed with a warning.
+/// [`Outcome::BulkCompleted`]: the worker imports it after this transaction (see
+/// `worker::process`). A finish no log waits for (a log already ended, or an operation this
+/// service did not start) is processed with a warning.
 pub(super) async fn finish(
     client: &impl GenericClient,
     delivery: &Delivery,
@@ -23,14 +24,15 @@ pub(super) async fn finish(
             bulk_operation_id: operation,
         });
     }
-    let message = format!(
-        "bulk operation failed: status={}, error_code={}",
-        finish.status,
-        finish.error_code.as_deref().unwrap_or("none")
-    );
+    let message = failure_message(&finish.status, finish.error_code.as_deref());
     match db::sync_logs::fail_running(client, delivery.shop_id, &operation, &message).await? {
-        Some(log) => tracing::info!(log, %operation, %message, "sync failed"),
-        None => tracing::warn!(%operation, %message, "no running sync log for this bulk operation"),
+        Some(log) => {
+            tracing::info!(log, %operation, %message, "sync failed");
+            Ok(Outcome::BulkFailed)
+        }
+        None => {
+            tracing::warn!(%operation, %message, "no running sync log for this bulk operation");
+            Ok(Outcome::Processed)
+        }
     }
-    Ok(Outcome::Processed)
 }

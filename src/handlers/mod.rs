@@ -39,6 +39,8 @@ pub enum Outcome {
     /// `bulk_operations/finish` with `completed`: the result is ready to import (the bulk sync
     /// acts on it). The delivery itself is `processed`.
     BulkCompleted { bulk_operation_id: String },
+    /// `bulk_operations/finish` without `completed` ended its running sync log `failed`.
+    BulkFailed,
 }
 
 impl Outcome {
@@ -46,7 +48,7 @@ impl Outcome {
     pub fn finished(&self) -> Finished {
         match self {
             Self::Ignored => Finished::Ignored,
-            Self::Processed | Self::BulkCompleted { .. } => Finished::Processed,
+            Self::Processed | Self::BulkCompleted { .. } | Self::BulkFailed => Finished::Processed,
         }
     }
 }

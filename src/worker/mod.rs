@@ -20,6 +20,7 @@ use crate::{
     },
     metrics::Metrics,
     settings::Settings,
+    sync::Syncer,
 };
 
 /// Every work queue's family name, in topology order.
@@ -50,11 +51,14 @@ pub async fn run(
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let topology = Topology::new(settings);
+    // Completed bulk operations are imported by the consumer of their finish.
+    let syncer = Syncer::new(settings, pool.clone(), metrics.clone());
     let mut consumers = Vec::new();
     for family in families {
-        let pool = pool.clone();
-        let handler: Handler =
-            Arc::new(move |message| process::process(pool.clone(), message).boxed());
+        let (pool, syncer) = (pool.clone(), syncer.clone());
+        let handler: Handler = Arc::new(move |message| {
+            process::process(pool.clone(), syncer.clone(), message).boxed()
+        });
         let config = ConsumerConfig {
             url: settings.amqp_url.clone(),
             queue: topology.work_queue(&family),

@@ -152,10 +152,3 @@ async fn the_receiver_without_a_secret_names_the_missing_variable_and_never_prin
     assert!(stderr.contains("SHOPIFY_API_SECRET"), "{stderr}");
     assert!(!stderr.contains("hush-hush"), "{stderr}");
 }
-
-#[tokio::test]
-async fn commands_of_later_issues_say_so_and_exit_2() {
-    let output = binary().arg("scheduler").output().await.unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not yet available"));
-}

@@ -54,7 +54,7 @@ async fn a_failed_bulk_operation_fails_its_running_sync_log() {
     )
     .await;
 
-    assert_eq!(outcome, Outcome::Processed);
+    assert_eq!(outcome, Outcome::BulkFailed);
     let (status, message, completed) = log_state(&db, log).await;
     assert_eq!(status, "failed");
     assert_eq!(

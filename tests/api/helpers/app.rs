@@ -75,6 +75,7 @@ pub async fn spawn_app_on(db: TestDb, overrides: &[(&str, &str)]) -> TestApp {
     let components = Components {
         receiver: true,
         workers: Some(shopify_sync::worker::all_families()),
+        scheduler: false,
     };
     spawn(overrides, components, Some(db), true).await
 }
@@ -83,6 +84,7 @@ fn receiver_only() -> Components {
     Components {
         receiver: true,
         workers: None,
+        scheduler: false,
     }
 }
 

@@ -1,0 +1,196 @@
+//! Batched last-write-wins upserts for bulk imports: one statement per batch (UNNEST of one
+//! array per column), under exactly the rule of the webhook upserts in
+//! [`super::customers::upsert`] and [`super::orders::upsert`]: the stored row changes only when
+//! its `shopify_updated_at` is NULL or `<=` the incoming one, a delete is never undone, a
+//! redacted row is never refilled.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::GenericClient;
+
+use super::DbError;
+use crate::shopify::payload::{Customer, Order, Timestamp};
+
+/// One record of a result file and its line, stored as `raw`.
+#[derive(Debug, Clone)]
+pub struct BulkRow<T> {
+    pub record: T,
+    /// The JSON line as Shopify wrote it (jsonb-safe).
+    pub raw: String,
+}
+
+/// Upserts `rows` for `shop_id`; returns how many rows changed (the others were not newer).
+pub async fn upsert_customers(
+    client: &impl GenericClient,
+    shop_id: i64,
+    rows: &[BulkRow<Customer>],
+) -> Result<u64, DbError> {
+    let rows = newest_per_id(rows, |c| (c.id, c.updated_at));
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO customers AS c (shop_id, shopify_id, email, first_name, last_name, phone,
+                    state, shopify_created_at, shopify_updated_at, raw)
+             SELECT $1, t.shopify_id, t.email, t.first_name, t.last_name, t.phone, t.state,
+                    t.created_at, t.updated_at, t.raw::jsonb
+               FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                           $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[])
+                    AS t(shopify_id, email, first_name, last_name, phone, state, created_at,
+                         updated_at, raw)
+             ON CONFLICT (shop_id, shopify_id) DO UPDATE
+                SET email = EXCLUDED.email,
+                    first_name = EXCLUDED.first_name,
+                    last_name = EXCLUDED.last_name,
+                    phone = EXCLUDED.phone,
+                    state = EXCLUDED.state,
+                    shopify_created_at = COALESCE(EXCLUDED.shopify_created_at, c.shopify_created_at),
+                    shopify_updated_at = EXCLUDED.shopify_updated_at,
+                    raw = EXCLUDED.raw,
+                    synced_at = now()
+              WHERE (c.shopify_updated_at IS NULL
+                     OR c.shopify_updated_at <= EXCLUDED.shopify_updated_at)
+                AND c.redacted_at IS NULL",
+        )
+        .await?;
+    let column = |f: fn(&Customer) -> Option<String>| -> Vec<Option<String>> {
+        rows.iter().map(|r| f(&r.record)).collect()
+    };
+    let ids: Vec<i64> = rows.iter().map(|r| r.record.id).collect();
+    let created: Vec<Option<Timestamp>> = rows.iter().map(|r| r.record.created_at).collect();
+    let updated: Vec<Option<Timestamp>> = rows.iter().map(|r| r.record.updated_at).collect();
+    let raw: Vec<&str> = rows.iter().map(|r| r.raw.as_str()).collect();
+    Ok(client
+        .execute(
+            &statement,
+            &[
+                &shop_id,
+                &ids,
+                &column(|c| c.email.clone()),
+                &column(|c| c.first_name.clone()),
+                &column(|c| c.last_name.clone()),
+                &column(|c| c.phone.clone()),
+                &column(|c| c.state.clone()),
+                &created,
+                &updated,
+                &raw,
+            ],
+        )
+        .await?)
+}
+
+/// Upserts `rows` for `shop_id`; returns how many rows changed.
+pub async fn upsert_orders(
+    client: &impl GenericClient,
+    shop_id: i64,
+    rows: &[BulkRow<Order>],
+) -> Result<u64, DbError> {
+    let rows = newest_per_id(rows, |o| (o.id, o.updated_at));
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO orders AS o (shop_id, shopify_id, customer_shopify_id, name, email,
+                    financial_status, fulfillment_status, currency, total_price, cancelled_at,
+                    shopify_created_at, shopify_updated_at, raw)
+             SELECT $1, t.shopify_id, t.customer_id, t.name, t.email, t.financial_status,
+                    t.fulfillment_status, t.currency, t.total_price, t.cancelled_at,
+                    t.created_at, t.updated_at, t.raw::jsonb
+               FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                           $7::text[], $8::text[], $9::numeric[], $10::timestamptz[],
+                           $11::timestamptz[], $12::timestamptz[], $13::text[])
+                    AS t(shopify_id, customer_id, name, email, financial_status,
+                         fulfillment_status, currency, total_price, cancelled_at, created_at,
+                         updated_at, raw)
+             ON CONFLICT (shop_id, shopify_id) DO UPDATE
+                SET customer_shopify_id = EXCLUDED.customer_shopify_id,
+                    name = EXCLUDED.name,
+                    email = EXCLUDED.email,
+                    financial_status = EXCLUDED.financial_status,
+                    fulfillment_status = EXCLUDED.fulfillment_status,
+                    currency = EXCLUDED.currency,
+                    total_price = EXCLUDED.total_price,
+                    cancelled_at = EXCLUDED.cancelled_at,
+                    shopify_created_at = COALESCE(EXCLUDED.shopify_created_at, o.shopify_created_at),
+                    shopify_updated_at = EXCLUDED.shopify_updated_at,
+                    raw = EXCLUDED.raw,
+                    synced_at = now()
+              WHERE (o.shopify_updated_at IS NULL
+                     OR o.shopify_updated_at <= EXCLUDED.shopify_updated_at)
+                AND o.redacted_at IS NULL",
+        )
+        .await?;
+    let column = |f: fn(&Order) -> Option<String>| -> Vec<Option<String>> {
+        rows.iter().map(|r| f(&r.record)).collect()
+    };
+    let times = |f: fn(&Order) -> Option<Timestamp>| -> Vec<Option<Timestamp>> {
+        rows.iter().map(|r| f(&r.record)).collect()
+    };
+    let ids: Vec<i64> = rows.iter().map(|r| r.record.id).collect();
+    let customers: Vec<Option<i64>> = rows
+        .iter()
+        .map(|r| r.record.customer.as_ref().map(|c| c.id))
+        .collect();
+    let totals: Vec<_> = rows.iter().map(|r| r.record.total_price).collect();
+    let raw: Vec<&str> = rows.iter().map(|r| r.raw.as_str()).collect();
+    Ok(client
+        .execute(
+            &statement,
+            &[
+                &shop_id,
+                &ids,
+                &customers,
+                &column(|o| o.name.clone()),
+                &column(|o| o.email.clone()),
+                &column(|o| o.financial_status.clone()),
+                &column(|o| o.fulfillment_status.clone()),
+                &column(|o| o.currency.clone()),
+                &totals,
+                &times(|o| o.cancelled_at),
+                &times(|o| o.created_at),
+                &times(|o| o.updated_at),
+                &raw,
+            ],
+        )
+        .await?)
+}
+
+/// One row per id, the newest (Postgres refuses to update one row twice in a statement; a
+/// result file should not repeat an id, but one that does must not fail the import).
+fn newest_per_id<T>(
+    rows: &[BulkRow<T>],
+    key: fn(&T) -> (i64, Option<Timestamp>),
+) -> Vec<&BulkRow<T>> {
+    let mut at: HashMap<i64, usize> = HashMap::with_capacity(rows.len());
+    let mut kept: Vec<&BulkRow<T>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (id, updated) = key(&row.record);
+        match at.get(&id) {
+            Some(&i) if key(&kept[i].record).1 > updated => {}
+            Some(&i) => kept[i] = row,
+            None => {
+                at.insert(id, kept.len());
+                kept.push(row);
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_id_keeps_its_newest_line() {
+        let at = |s: &str| Some(chrono::DateTime::parse_from_rfc3339(s).unwrap());
+        let row = |id, updated: &str, raw: &str| BulkRow {
+            record: (id, at(updated)),
+            raw: raw.to_owned(),
+        };
+        let rows = [
+            row(1, "2026-01-02T00:00:00Z", "new"),
+            row(2, "2026-01-01T00:00:00Z", "only"),
+            row(1, "2026-01-01T00:00:00Z", "old"),
+        ];
+        let kept = newest_per_id(&rows, |r| *r);
+        let raws: Vec<_> = kept.iter().map(|r| r.raw.as_str()).collect();
+        assert_eq!(raws, ["new", "only"]);
+    }
+}
