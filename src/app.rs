@@ -79,13 +79,15 @@ impl App {
             worker::validate_families(families)?;
         }
         // One confirmed publishing channel per process: the receiver's webhooks and the workers'
-        // retries share it.
-        let publisher = Publisher::start(
-            settings.amqp_url.clone(),
-            "shopify-sync publisher".into(),
-            topology.clone(),
-            cancel.clone(),
-        );
+        // retries share it. The scheduler alone never publishes, so it does not connect.
+        let publisher = (components.receiver || components.workers.is_some()).then(|| {
+            Publisher::start(
+                settings.amqp_url.clone(),
+                "shopify-sync publisher".into(),
+                topology.clone(),
+                cancel.clone(),
+            )
+        });
         let pool = (components.workers.is_some() || components.scheduler)
             .then(|| db::pool(&settings.database, settings.database_pool_size));
 
@@ -102,20 +104,17 @@ impl App {
             });
         }
 
-        if let (Some(families), Some(pool)) = (components.workers.clone(), pool.clone()) {
-            let (settings, publisher, metrics, cancel) = (
-                settings.clone(),
-                publisher.clone(),
-                metrics.clone(),
-                cancel.clone(),
-            );
+        if let (Some(families), Some(pool), Some(publisher)) =
+            (components.workers.clone(), pool.clone(), publisher.clone())
+        {
+            let (settings, metrics, cancel) = (settings.clone(), metrics.clone(), cancel.clone());
             app.spawn("workers", async move {
                 worker::run(&settings, families, pool, publisher, metrics, cancel).await;
                 Ok::<(), anyhow::Error>(())
             });
         }
 
-        if let Some(secret) = secret {
+        if let (Some(secret), Some(publisher)) = (secret, publisher) {
             let readiness: Option<Readiness> = pool.map(|pool| -> Readiness {
                 Arc::new(move || {
                     let pool = pool.clone();

@@ -10,3 +10,4 @@ mod handlers;
 mod migrations;
 mod pipeline;
 mod receiver;
+mod sync;

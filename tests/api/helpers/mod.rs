@@ -3,11 +3,13 @@
 pub mod app;
 pub mod broker;
 pub mod db;
+pub mod fake_shopify;
 pub mod proxy;
 
 pub use app::{TestApp, Webhook, spawn_app, spawn_receiver, spawn_receiver_unready};
 pub use broker::TestBroker;
 pub use db::TestDb;
+pub use fake_shopify::{Canned, FakeShopify, File};
 pub use proxy::Proxy;
 
 use std::{future::Future, time::Duration};
