@@ -9,7 +9,6 @@ use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use lapin::{
-    Channel,
     message::Delivery,
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -142,16 +141,19 @@ async fn consume(
     }
     in_flight.close();
     in_flight.wait().await;
-    close(&channel).await;
-    let _ = connection.close(200, "consumer done".into()).await;
+    // A broker that no longer answers must not hold up the shutdown.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if channel.status().connected() {
+            let _ = channel.close(200, "consumer done".into()).await;
+        }
+        let _ = connection.close(200, "consumer done".into()).await;
+    })
+    .await;
     ended
 }
 
-async fn close(channel: &Channel) {
-    if channel.status().connected() {
-        let _ = channel.close(200, "consumer done".into()).await;
-    }
-}
+/// How long closing the channel and connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Turns verdicts into acks and republishes.
 struct Settler {

@@ -8,5 +8,6 @@ mod cli;
 mod failures;
 mod handlers;
 mod migrations;
+mod operations;
 mod pipeline;
 mod receiver;
