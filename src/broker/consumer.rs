@@ -179,6 +179,13 @@ impl Settler {
                 return;
             }
         };
+        if let Some(sent) = *delivery.properties.timestamp() {
+            let age = (chrono::Utc::now().timestamp() as u64).saturating_sub(sent);
+            self.metrics
+                .message_age
+                .with_label_values(&[self.label.as_str()])
+                .observe(age as f64);
+        }
         let span = tracing::info_span!(
             "message",
             queue = %self.label,
@@ -202,8 +209,17 @@ impl Settler {
             Verdict::Retry(error) => match self.topology.retry_tier(message.retry_count as usize) {
                 Some(tier) => {
                     tracing::warn!(parent: &span, %error, tier, "attempt failed; retrying later");
-                    self.forward(&delivery, message, &tier, &routing_key, error, "retried")
-                        .await
+                    let forwarded = self
+                        .forward(&delivery, message, &tier, &routing_key, error, "retried")
+                        .await;
+                    if forwarded.is_some() {
+                        let delay = tier.rsplit('.').next().unwrap_or_default();
+                        self.metrics
+                            .retries
+                            .with_label_values(&[self.label.as_str(), delay])
+                            .inc();
+                    }
+                    forwarded
                 }
                 None => {
                     tracing::error!(parent: &span, %error, "last attempt failed; dead-lettering");
