@@ -122,6 +122,7 @@ impl App {
                     max_body_bytes: settings.max_body_bytes,
                     publish_timeout: settings.publish_timeout,
                     request_timeout: settings.request_timeout,
+                    max_connections: settings.max_connections,
                 },
                 publisher,
                 &topology,

@@ -337,3 +337,32 @@ async fn a_client_that_sends_its_body_too_slowly_gets_408_and_nothing_is_publish
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
     assert!(probe.next(Duration::from_millis(200)).await.is_none());
 }
+
+#[tokio::test]
+async fn idle_clients_holding_every_connection_slot_cannot_keep_a_webhook_out() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_receiver(&[("MAX_CONNECTIONS", "4"), ("REQUEST_TIMEOUT", "500ms")]).await;
+    // Four clients connect and never send a byte: every slot is taken.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(
+            tokio::net::TcpStream::connect(app.receiver_addr())
+                .await
+                .unwrap(),
+        );
+    }
+
+    // A real webhook gets through once the idle ones are cut by the header timeout.
+    let webhook = Webhook::new("orders/create", ORDER);
+    let status = tokio::time::timeout(Duration::from_secs(5), app.post(&webhook)).await;
+
+    assert_eq!(status.expect("served despite the idle clients"), 200);
+    for mut stream in idle {
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the idle connection was closed"
+        );
+    }
+}
