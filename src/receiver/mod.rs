@@ -3,6 +3,7 @@
 mod error;
 mod routes;
 mod server;
+pub mod validate;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
