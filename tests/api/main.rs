@@ -6,6 +6,7 @@ mod helpers;
 
 mod cli;
 mod failures;
+mod faults;
 mod handlers;
 mod migrations;
 mod operations;
