@@ -4,7 +4,7 @@
 //! As in zero2prod's `Application`: [`App::start`] binds (port 0 in tests) and returns the bound
 //! addresses; [`App::run_until_stopped`] waits for the end and for every task to finish.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::Mutex};
@@ -19,6 +19,9 @@ use crate::{
     sync::{self, Syncer},
     worker,
 };
+
+/// The longest shutdown waits for in-flight requests and messages.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which parts run in this process.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +41,8 @@ pub struct App {
     pub metrics_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     cancel: CancellationToken,
+    /// Stops the publisher, after everything that publishes has finished.
+    publisher_cancel: CancellationToken,
     tracker: TaskTracker,
     failure: Arc<Mutex<Option<anyhow::Error>>>,
 }
@@ -58,6 +63,7 @@ impl App {
             metrics_addr: settings.metrics_addr,
             metrics: metrics.clone(),
             cancel: cancel.clone(),
+            publisher_cancel: CancellationToken::new(),
             tracker: tracker.clone(),
             failure,
         };
@@ -85,7 +91,7 @@ impl App {
                 settings.amqp_url.clone(),
                 "shopify-sync publisher".into(),
                 topology.clone(),
-                cancel.clone(),
+                app.publisher_cancel.clone(),
             )
         });
         let pool = (components.workers.is_some() || components.scheduler)
@@ -129,6 +135,7 @@ impl App {
                     max_body_bytes: settings.max_body_bytes,
                     publish_timeout: settings.publish_timeout,
                     request_timeout: settings.request_timeout,
+                    max_connections: settings.max_connections,
                 },
                 publisher,
                 &topology,
@@ -169,11 +176,20 @@ impl App {
         self.cancel.clone()
     }
 
-    /// Waits until the app is told to stop (or a part fails), then for every task to finish.
+    /// Waits until the app is told to stop (or a part fails), then for every task to finish:
+    /// the receiver answers its in-flight requests and consumers settle their in-flight
+    /// messages, all still able to publish; then the publisher closes. After
+    /// [`SHUTDOWN_TIMEOUT`] it stops waiting (unsettled messages go back to their queues).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.cancel.cancelled().await;
         self.tracker.close();
-        self.tracker.wait().await;
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?SHUTDOWN_TIMEOUT, "in-flight work did not finish; stopping anyway");
+        }
+        self.publisher_cancel.cancel();
         match self.failure.lock().await.take() {
             Some(error) => Err(error),
             None => Ok(()),

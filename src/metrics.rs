@@ -23,6 +23,11 @@ pub struct Metrics {
     /// dead_lettered, ignored).
     pub messages: IntCounterVec,
     pub processing_duration: HistogramVec,
+    /// Retries scheduled, by queue and tier (the tier's delay, e.g. `10s`).
+    pub retries: IntCounterVec,
+    /// Age of a message when a consumer takes it (now − its AMQP timestamp): how far behind the
+    /// queue is.
+    pub message_age: HistogramVec,
     pub dead_letters: IntCounterVec,
     pub bulk_records: IntCounterVec,
     pub syncs: IntCounterVec,
@@ -31,6 +36,12 @@ pub struct Metrics {
 /// Buckets from 0.5 ms to 10 s: publishes and transactions are fast, until they are not.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets from 1 s to 2 h: message timestamps have a resolution of one second, and a retried
+/// message is as old as its delays.
+const AGE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
 ];
 
 impl Metrics {
@@ -79,6 +90,23 @@ impl Metrics {
                 "Time to handle one message, to its ack.",
                 &["queue"],
             ),
+            retries: counter(
+                "shopify_sync_retries_total",
+                "Failed attempts sent to a delayed-retry tier, by queue and tier.",
+                &["queue", "tier"],
+            ),
+            message_age: {
+                let opts = HistogramOpts::new(
+                    "shopify_sync_message_age_seconds",
+                    "Age of a message when a consumer takes it, from its AMQP timestamp.",
+                )
+                .buckets(AGE_BUCKETS.to_vec());
+                let h = HistogramVec::new(opts, &["queue"]).expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
             dead_letters: counter(
                 "shopify_sync_dead_letters_total",
                 "Deliveries recorded as dead letters, by topic.",

@@ -62,6 +62,8 @@ pub struct Settings {
     pub publish_timeout: Duration,
     /// The longest a client may take to send one request, headers and body (slow clients get 408).
     pub request_timeout: Duration,
+    /// Connections the receiver serves at once; more wait in the accept backlog.
+    pub max_connections: usize,
     /// One delayed-retry tier per entry; a message gets `retry_delays.len() + 1` attempts.
     pub retry_delays: Vec<Duration>,
     pub prefetch: u16,
@@ -89,6 +91,7 @@ impl fmt::Debug for Settings {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("publish_timeout", &self.publish_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
             .field("retry_delays", &self.retry_delays)
             .field("prefetch", &self.prefetch)
             .field("shopify_admin_url", &self.shopify_admin_url)
@@ -202,6 +205,11 @@ impl Settings {
             return Err(SettingsError::new("MAX_BODY_BYTES", "must be at least 1"));
         }
 
+        let max_connections: usize =
+            parse("MAX_CONNECTIONS", get("MAX_CONNECTIONS").unwrap_or("1024"))?;
+        if max_connections == 0 {
+            return Err(SettingsError::new("MAX_CONNECTIONS", "must be at least 1"));
+        }
         let database_pool_size: usize = parse(
             "DATABASE_POOL_SIZE",
             get("DATABASE_POOL_SIZE").unwrap_or("16"),
@@ -235,6 +243,7 @@ impl Settings {
                 "REQUEST_TIMEOUT",
                 get("REQUEST_TIMEOUT").unwrap_or("10s"),
             )?,
+            max_connections,
             retry_delays,
             prefetch,
             shopify_admin_url,

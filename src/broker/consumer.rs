@@ -9,7 +9,6 @@ use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use lapin::{
-    Channel,
     message::Delivery,
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -142,16 +141,19 @@ async fn consume(
     }
     in_flight.close();
     in_flight.wait().await;
-    close(&channel).await;
-    let _ = connection.close(200, "consumer done".into()).await;
+    // A broker that no longer answers must not hold up the shutdown.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if channel.status().connected() {
+            let _ = channel.close(200, "consumer done".into()).await;
+        }
+        let _ = connection.close(200, "consumer done".into()).await;
+    })
+    .await;
     ended
 }
 
-async fn close(channel: &Channel) {
-    if channel.status().connected() {
-        let _ = channel.close(200, "consumer done".into()).await;
-    }
-}
+/// How long closing the channel and connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Turns verdicts into acks and republishes.
 struct Settler {
@@ -177,6 +179,13 @@ impl Settler {
                 return;
             }
         };
+        if let Some(sent) = *delivery.properties.timestamp() {
+            let age = (chrono::Utc::now().timestamp() as u64).saturating_sub(sent);
+            self.metrics
+                .message_age
+                .with_label_values(&[self.label.as_str()])
+                .observe(age as f64);
+        }
         let span = tracing::info_span!(
             "message",
             queue = %self.label,
@@ -200,8 +209,17 @@ impl Settler {
             Verdict::Retry(error) => match self.topology.retry_tier(message.retry_count as usize) {
                 Some(tier) => {
                     tracing::warn!(parent: &span, %error, tier, "attempt failed; retrying later");
-                    self.forward(&delivery, message, &tier, &routing_key, error, "retried")
-                        .await
+                    let forwarded = self
+                        .forward(&delivery, message, &tier, &routing_key, error, "retried")
+                        .await;
+                    if forwarded.is_some() {
+                        let delay = tier.rsplit('.').next().unwrap_or_default();
+                        self.metrics
+                            .retries
+                            .with_label_values(&[self.label.as_str(), delay])
+                            .inc();
+                    }
+                    forwarded
                 }
                 None => {
                     tracing::error!(parent: &span, %error, "last attempt failed; dead-lettering");

@@ -195,7 +195,8 @@ async fn supervise(
                 }
                 shared.current.send_replace(None);
                 if cancel.is_cancelled() {
-                    let _ = link.connection.close(200, "shutting down".into()).await;
+                    let close = link.connection.close(200, "shutting down".into());
+                    let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
                     break;
                 }
                 tracing::warn!(connection = %name, "lost the RabbitMQ connection; reconnecting");

@@ -2,6 +2,8 @@
 
 mod error;
 mod routes;
+mod server;
+pub mod validate;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -36,6 +38,8 @@ pub(crate) struct ReceiverState {
 pub struct Receiver {
     listener: TcpListener,
     router: Router,
+    max_connections: usize,
+    request_timeout: Duration,
 }
 
 /// What the receiver is built from.
@@ -45,6 +49,7 @@ pub struct ReceiverConfig {
     pub max_body_bytes: usize,
     pub publish_timeout: Duration,
     pub request_timeout: Duration,
+    pub max_connections: usize,
 }
 
 impl Receiver {
@@ -80,7 +85,12 @@ impl Receiver {
                 config.request_timeout,
             ))
             .with_state(state);
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            max_connections: config.max_connections,
+            request_timeout: config.request_timeout,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -91,8 +101,13 @@ impl Receiver {
 
     /// Serves until `cancel` fires, then finishes in-flight requests.
     pub async fn run(self, cancel: CancellationToken) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await
+        server::serve(
+            self.listener,
+            self.router,
+            self.max_connections,
+            self.request_timeout,
+            cancel,
+        )
+        .await
     }
 }

@@ -10,13 +10,7 @@ use axum::{
 use tracing::{Instrument, field};
 
 use super::{ReceiveError, ReceiverState};
-use crate::{
-    broker::WebhookMessage,
-    shopify::{
-        self, WebhookHeaders,
-        webhook::{HMAC_HEADER, TOPIC_HEADER},
-    },
-};
+use crate::shopify::{self, webhook::TOPIC_HEADER};
 
 /// `POST /webhooks/shopify`.
 pub(crate) async fn receive(
@@ -72,22 +66,10 @@ async fn accept(
         }
     })?;
 
-    // The signature over the raw bytes comes first: nothing else is looked at before it holds.
-    let signature = headers
-        .get(HMAC_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ReceiveError::InvalidHmac)?;
-    if !shopify::verify(&body, signature, state.secrets.iter()) {
-        return Err(ReceiveError::InvalidHmac);
-    }
-
-    let parsed = WebhookHeaders::from_headers(headers)?;
-    span.record("topic", parsed.topic.as_str());
-    span.record("shop", parsed.shop.as_str());
-    span.record("webhook_id", parsed.webhook_id.as_str());
-    serde_json::from_slice::<serde::de::IgnoredAny>(&body)?;
-
-    let message = WebhookMessage::new(parsed, body.to_vec());
+    let message = super::validate::validate(headers, &body, &state.secrets)?;
+    span.record("topic", message.headers.topic.as_str());
+    span.record("shop", message.headers.shop.as_str());
+    span.record("webhook_id", message.headers.webhook_id.as_str());
     let started = Instant::now();
     state
         .publisher

@@ -6,8 +6,10 @@ mod helpers;
 
 mod cli;
 mod failures;
+mod faults;
 mod handlers;
 mod migrations;
+mod operations;
 mod pipeline;
 mod receiver;
 mod sync;

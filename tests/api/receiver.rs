@@ -337,3 +337,72 @@ async fn a_client_that_sends_its_body_too_slowly_gets_408_and_nothing_is_publish
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
     assert!(probe.next(Duration::from_millis(200)).await.is_none());
 }
+
+#[tokio::test]
+async fn idle_clients_holding_every_connection_slot_cannot_keep_a_webhook_out() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_receiver(&[("MAX_CONNECTIONS", "4"), ("REQUEST_TIMEOUT", "500ms")]).await;
+    // Four clients connect and never send a byte: every slot is taken.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(
+            tokio::net::TcpStream::connect(app.receiver_addr())
+                .await
+                .unwrap(),
+        );
+    }
+
+    // A real webhook gets through once the idle ones are cut by the header timeout.
+    let webhook = Webhook::new("orders/create", ORDER);
+    let status = tokio::time::timeout(Duration::from_secs(5), app.post(&webhook)).await;
+
+    assert_eq!(status.expect("served despite the idle clients"), 200);
+    for mut stream in idle {
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the idle connection was closed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn garbage_on_the_wire_publishes_nothing_and_the_receiver_keeps_serving() {
+    use rand::{Rng, SeedableRng};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_receiver(&[("REQUEST_TIMEOUT", "300ms")]).await;
+    let probe = app
+        .broker
+        .probe(&app.topology.webhooks_exchange(), "#")
+        .await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let templates: [&[u8]; 4] = [
+        b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /webhooks/shopify HTTP/1.1\r\nX-Shopify-Hmac-Sha256: \xff\xfe\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+    ];
+
+    for i in 0..200 {
+        let mut bytes = templates[i % templates.len()].to_vec();
+        let noise: Vec<u8> = (0..rng.random_range(0..512))
+            .map(|_| rng.random())
+            .collect();
+        bytes.extend(noise);
+        let mut stream = tokio::net::TcpStream::connect(app.receiver_addr())
+            .await
+            .unwrap();
+        let _ = stream.write_all(&bytes).await;
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut sink)).await;
+    }
+
+    let webhook = Webhook::new("orders/create", ORDER);
+    assert_eq!(app.post(&webhook).await, 200);
+    let first = probe.next(WAIT).await.expect("the valid webhook");
+    assert_eq!(
+        first.properties.message_id().as_ref().unwrap().as_str(),
+        webhook.webhook_id
+    );
+}

@@ -156,3 +156,13 @@ impl Probe {
         seen
     }
 }
+
+/// Deletes a topology the test declared itself when the test ends, failed or not.
+pub struct TopologyGuard(pub Topology);
+
+impl Drop for TopologyGuard {
+    fn drop(&mut self) {
+        let topology = self.0.clone();
+        super::block_on_cleanup(async move { delete_topology(&topology).await });
+    }
+}

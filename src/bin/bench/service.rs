@@ -1,0 +1,327 @@
+//! The service under load, as separate processes: this binary re-executed with `--role`.
+
+use std::{
+    net::SocketAddr,
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use secrecy::SecretString;
+use shopify_sync::{
+    app::{App, Components},
+    broker::Topology,
+    settings::Settings,
+    shopify, worker,
+};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Bench,
+    raw::{SHOP, customer_body},
+    report::{per_second, rate},
+};
+
+/// Runs one part of the service until SIGTERM, announcing its addresses on stdout.
+pub async fn run_role(role: &str) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let components = match role {
+        "receiver" => Components {
+            receiver: true,
+            workers: None,
+            scheduler: false,
+        },
+        "worker" => Components {
+            receiver: false,
+            workers: Some(worker::all_families()),
+            scheduler: false,
+        },
+        other => anyhow::bail!("unknown role {other}"),
+    };
+    let cancel = CancellationToken::new();
+    let app = App::start(settings, components, cancel.clone()).await?;
+    println!(
+        "READY {} {}",
+        app.http_addr
+            .map_or_else(|| "-".to_owned(), |a| a.to_string()),
+        app.metrics_addr
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::spawn(async move {
+        term.recv().await;
+        cancel.cancel();
+    });
+    app.run_until_stopped().await
+}
+
+struct Process {
+    child: tokio::process::Child,
+    http: Option<SocketAddr>,
+}
+
+impl Process {
+    async fn start(bench: &Bench, role: &str) -> anyhow::Result<Self> {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["--role", role])
+            .envs(&bench.vars)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("the service did not start")??
+            .context("the service exited")?;
+        let http = line.split_whitespace().nth(1).and_then(|a| a.parse().ok());
+        Ok(Self { child, http })
+    }
+
+    /// (current RSS, peak RSS) in MiB, from /proc.
+    fn memory(&self) -> (f64, f64) {
+        let status = self
+            .child
+            .id()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(35), self.child.wait()).await;
+    }
+}
+
+/// Signed webhooks for customers `first..first + count`, made before the clock starts.
+fn webhooks(first: usize, count: usize) -> Vec<(String, Vec<u8>, String)> {
+    let secret = SecretString::from("bench-secret");
+    (first..first + count)
+        .map(|i| {
+            let body = customer_body(i as i64);
+            let signature = shopify::sign(&body, &secret);
+            (format!("bench-{i}"), body, signature)
+        })
+        .collect()
+}
+
+/// Closed loop: `connections` clients, each posting the next webhook as soon as the last one
+/// was answered. Returns the latencies of the accepted ones and the wall time.
+async fn load(
+    address: SocketAddr,
+    connections: usize,
+    webhooks: Vec<(String, Vec<u8>, String)>,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let webhooks = Arc::new(webhooks);
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = format!("http://{address}/webhooks/shopify");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (webhooks, next, url) = (webhooks.clone(), next.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((id, body, signature)) = webhooks.get(i) else {
+                    return Ok::<_, anyhow::Error>(latencies);
+                };
+                let sent = Instant::now();
+                let status = client
+                    .post(&url)
+                    .header("X-Shopify-Hmac-Sha256", signature)
+                    .header("X-Shopify-Topic", "customers/update")
+                    .header("X-Shopify-Shop-Domain", SHOP)
+                    .header("X-Shopify-Webhook-Id", id)
+                    .header("X-Shopify-API-Version", "2026-10")
+                    .body(body.clone())
+                    .send()
+                    .await?
+                    .status();
+                anyhow::ensure!(status == 200, "the receiver answered {status}");
+                latencies.push(sent.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok((latencies, started.elapsed()))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// The receiver alone under closed-loop load; its rate against the raw publish-confirm rate.
+pub async fn receiver_load(bench: &mut Bench, raw_publish: f64) -> anyhow::Result<f64> {
+    let receiver = Process::start(bench, "receiver").await?;
+    let (idle, _) = receiver.memory();
+    let address = receiver.http.context("receiver address")?;
+    let (mut latencies, took) = load(
+        address,
+        bench.args.connections,
+        webhooks(1, bench.args.webhooks),
+    )
+    .await?;
+    let (_, peak) = receiver.memory();
+    latencies.sort();
+    let value = rate(latencies.len(), took.as_secs_f64());
+    let c = bench.args.connections;
+    bench.report.add(
+        "receiver: accepted webhooks",
+        per_second(value),
+        &format!("{c} connections, closed loop"),
+    );
+    bench.report.add(
+        "receiver / raw publish-confirm",
+        format!("{:.2}×", value / raw_publish),
+        "goal ≥ 0.8×",
+    );
+    bench.report.add(
+        "receiver latency p50",
+        format!("{:.1} ms", percentile(&latencies, 0.5).as_secs_f64() * 1e3),
+        "",
+    );
+    bench.report.add(
+        "receiver latency p99",
+        format!("{:.1} ms", percentile(&latencies, 0.99).as_secs_f64() * 1e3),
+        "goal ≤ 25 ms",
+    );
+    bench.report.add(
+        "receiver RSS idle / peak under load",
+        format!("{idle:.1} / {peak:.1} MiB"),
+        "goal ≤ 32 MiB",
+    );
+    // The next measurement starts from empty queues.
+    purge(bench).await?;
+    receiver.stop().await;
+    Ok(value)
+}
+
+/// POST to `processed` row, with receiver and worker running; against the one-transaction-per-
+/// webhook ceiling.
+pub async fn end_to_end(bench: &mut Bench, ceiling: f64) -> anyhow::Result<f64> {
+    let receiver = Process::start(bench, "receiver").await?;
+    let worker = Process::start(bench, "worker").await?;
+    let (idle, _) = worker.memory();
+    let address = receiver.http.context("receiver address")?;
+    let total = bench.args.webhooks;
+    let pool = shopify_sync::db::pool(&bench.settings.database, 1);
+    let client = pool.get().await?;
+    let started = Instant::now();
+    load(address, bench.args.connections, webhooks(1_000_000, total)).await?;
+    loop {
+        let done: i64 = client
+            .query_one("SELECT count(*) FROM webhook_deliveries WHERE status = 'processed' AND webhook_id LIKE 'bench-%'", &[])
+            .await?
+            .get(0);
+        if done as usize >= total {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {done} of {total} processed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    let (_, peak) = worker.memory();
+    let value = rate(total, took.as_secs_f64());
+    bench.report.add(
+        "end to end: POST → processed row",
+        per_second(value),
+        "receiver + worker processes",
+    );
+    bench.report.add(
+        "end to end / transaction ceiling",
+        format!("{:.2}×", value / ceiling),
+        "goal ≥ 1.4×",
+    );
+    bench.report.add(
+        "worker RSS idle / peak under load",
+        format!("{idle:.1} / {peak:.1} MiB"),
+        "goal ≤ 32 MiB",
+    );
+    worker.stop().await;
+    receiver.stop().await;
+    Ok(value)
+}
+
+async fn purge(bench: &Bench) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let connection = lapin::Connection::connect(
+        bench.settings.amqp_url.expose_secret(),
+        lapin::ConnectionProperties::default(),
+    )
+    .await?;
+    let channel = connection.create_channel().await?;
+    for queue in Topology::new(&bench.settings).queue_names() {
+        let _ = channel
+            .queue_purge(queue.as_str().into(), Default::default())
+            .await;
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(())
+}
+
+/// Deletes the bench's queues, exchanges and database.
+pub async fn cleanup(bench: &Bench) {
+    use secrecy::ExposeSecret;
+    let topology = Topology::new(&bench.settings);
+    if let Ok(connection) = lapin::Connection::connect(
+        bench.settings.amqp_url.expose_secret(),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    {
+        for queue in topology
+            .queue_names()
+            .into_iter()
+            .chain([format!("{}.bench.raw", bench.settings.amqp_prefix)])
+        {
+            if let Ok(channel) = connection.create_channel().await {
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), Default::default())
+                    .await;
+            }
+        }
+        for exchange in topology.exchange_names() {
+            if let Ok(channel) = connection.create_channel().await {
+                let _ = channel
+                    .exchange_delete(exchange.as_str().into(), Default::default())
+                    .await;
+            }
+        }
+        let _ = connection.close(200, "done".into()).await;
+    }
+    let mut admin = bench.settings.database.clone();
+    admin.dbname("postgres");
+    if let Ok((client, connection)) = admin.connect(tokio_postgres::NoTls).await {
+        tokio::spawn(connection);
+        let name = bench.settings.database_name();
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+    }
+}
