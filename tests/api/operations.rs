@@ -25,46 +25,57 @@ fn customer(first_name: &str) -> Vec<u8> {
     )
 }
 
-/// `shopify-sync serve` as a child process, on a fresh database and prefix.
+/// `shopify-sync <command>` as a child process, on a fresh database and prefix.
 struct ServeProcess {
     child: tokio::process::Child,
+    /// The receiver's URL (empty for processes without one).
     address: String,
+    metrics_address: String,
     topology: Topology,
 }
 
 impl ServeProcess {
     async fn start(db: &TestDb) -> Self {
+        Self::start_command("serve", db).await
+    }
+
+    async fn start_command(command: &str, db: &TestDb) -> Self {
         let prefix = crate::helpers::unique("test");
         let mut vars = test_vars(&prefix, &[("LOG_FORMAT", "json")]);
         vars.insert("DATABASE_URL".into(), db.url());
         let topology = Topology::new(&Settings::from_vars(vars.clone()).unwrap());
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shopify-sync"))
-            .arg("serve")
+            .arg(command)
             .env_clear()
             .envs(vars)
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        // The receiver's address is in its log line (it binds port 0).
+        // The addresses are in its log lines (it binds port 0); metrics come last.
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let address = tokio::time::timeout(Duration::from_secs(20), async {
+        let (address, metrics_address) = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut address = String::new();
             while let Some(line) = lines.next_line().await.unwrap() {
                 let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
+                let addr = || format!("http://{}", entry["addr"].as_str().unwrap());
                 if entry["message"] == "receiver listening" {
-                    return format!("http://{}", entry["addr"].as_str().unwrap());
+                    address = addr();
+                } else if entry["message"] == "metrics listening" {
+                    return (address, addr());
                 }
             }
-            panic!("serve exited before listening");
+            panic!("{command} exited before listening");
         })
         .await
-        .expect("serve starts");
+        .expect("the process starts");
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
             child,
             address,
+            metrics_address,
             topology,
         }
     }
@@ -229,6 +240,50 @@ async fn a_database_outage_shorter_than_the_retry_window_dead_letters_nothing() 
     );
 }
 
+async fn promtool_check(metrics: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut promtool = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; .ci/run installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .await
+        .unwrap();
+    let output = promtool.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_worker_and_scheduler_processes_metrics_pass_promtool_too() {
+    let db = TestDb::new().await;
+    for command in ["worker", "scheduler", "receiver"] {
+        let process = ServeProcess::start_command(command, &db).await;
+        let metrics = reqwest::get(format!("{}/metrics", process.metrics_address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("process_resident_memory_bytes"),
+            "{command}"
+        );
+        promtool_check(&metrics).await;
+    }
+}
+
 #[tokio::test]
 async fn metrics_pass_promtool_check_metrics() {
     let app = spawn_app(&[]).await;
@@ -242,27 +297,5 @@ async fn metrics_pass_promtool_check_metrics() {
     );
     let metrics = app.metrics().await;
 
-    let mut promtool = tokio::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; .ci/run installs it)");
-    use tokio::io::AsyncWriteExt;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .await
-        .unwrap();
-    let output = promtool.wait_with_output().await.unwrap();
-
-    assert!(
-        output.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    promtool_check(&metrics).await;
 }
