@@ -37,8 +37,15 @@ pub enum Verdict {
     Requeue(String),
 }
 
-/// Handles one message. Panics are caught and count as [`Verdict::Retry`].
-pub type Handler = Arc<dyn Fn(WebhookMessage) -> BoxFuture<'static, Verdict> + Send + Sync>;
+/// Handles a batch of messages — what the consumer had at hand, at most [`MAX_BATCH`] — and
+/// returns one verdict per message, in order. A handler that panics on a batch is run again on
+/// each message alone, so only the message that panics counts as [`Verdict::Retry`].
+pub type Handler =
+    Arc<dyn Fn(Vec<WebhookMessage>) -> BoxFuture<'static, Vec<Verdict>> + Send + Sync>;
+
+/// The most messages handed to a handler at once. Batches form only from deliveries already
+/// received: the consumer never waits to fill one.
+pub const MAX_BATCH: usize = 32;
 
 /// One consumer: which queue, and how it is labelled in metrics and logs.
 #[derive(Clone)]
@@ -97,40 +104,64 @@ async fn consume(
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let name = format!("shopify-sync consumer {}", config.label);
-    let connection = connection::connect(&config.url, &name, connection::CONNECT_TIMEOUT).await?;
-    let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
-    // At most `prefetch` unacked messages in this consumer: the bound of its concurrency.
-    channel
-        .basic_qos(config.prefetch, BasicQosOptions { global: false })
-        .await?;
     let tag = format!("{}-{}", config.label, uuid::Uuid::new_v4().simple());
-    let mut deliveries = channel
-        .basic_consume(
-            config.queue.as_str().into(),
-            tag.as_str().into(),
-            // Manual acks: a message is settled only after its transaction committed.
-            BasicConsumeOptions {
-                no_ack: false,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    // Every step is bounded: a connection that dies halfway must not leave an RPC pending forever.
+    let setup = async {
+        let connection =
+            connection::connect(&config.url, &name, connection::CONNECT_TIMEOUT).await?;
+        let channel = connection.create_channel().await?;
+        topology.declare(&channel).await?;
+        // At most `prefetch` unacked messages in this consumer: the bound of its concurrency.
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions { global: false })
+            .await?;
+        let deliveries = channel
+            .basic_consume(
+                config.queue.as_str().into(),
+                tag.as_str().into(),
+                // Manual acks: a message is settled only after its transaction committed.
+                BasicConsumeOptions {
+                    no_ack: false,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, anyhow::Error>((connection, channel, deliveries))
+    };
+    let (connection, channel, mut deliveries) =
+        tokio::time::timeout(SETUP_TIMEOUT, setup)
+            .await
+            .map_err(|_| anyhow::anyhow!("no consumer after {SETUP_TIMEOUT:?}"))??;
     tracing::info!(queue = %config.queue, "consuming");
 
     let in_flight = TaskTracker::new();
     let ended = loop {
-        tokio::select! {
+        let first = tokio::select! {
             () = cancel.cancelled() => break Ok(()),
-            next = deliveries.next() => match next {
-                Some(Ok(delivery)) => {
-                    let (settler, handler) = (settler.clone(), handler.clone());
-                    in_flight.spawn(async move { settler.settle(delivery, &handler).await });
-                }
-                Some(Err(error)) => break Err(error.into()),
-                None => break Err(anyhow::anyhow!("the broker ended the consumer")),
-            },
+            next = deliveries.next() => next,
+        };
+        let mut batch = Vec::new();
+        let mut end = None;
+        let mut next = Some(first);
+        // Whatever else has arrived already joins the batch; nothing waits for more.
+        while let Some(item) = next {
+            match item {
+                Some(Ok(delivery)) => batch.push(delivery),
+                Some(Err(error)) => end = Some(Err(error.into())),
+                None => end = Some(Err(anyhow::anyhow!("the broker ended the consumer"))),
+            }
+            if end.is_some() || batch.len() == MAX_BATCH {
+                break;
+            }
+            next = deliveries.next().now_or_never();
+        }
+        if !batch.is_empty() {
+            let (settler, handler) = (settler.clone(), handler.clone());
+            in_flight.spawn(async move { settler.settle_batch(batch, &handler).await });
+        }
+        if let Some(end) = end {
+            break end;
         }
     };
     if cancel.is_cancelled() {
@@ -140,7 +171,17 @@ async fn consume(
             .await;
     }
     in_flight.close();
-    in_flight.wait().await;
+    if ended.is_ok() {
+        // Shutdown: every message in hand is settled before the channel closes.
+        in_flight.wait().await;
+    } else if tokio::time::timeout(IN_FLIGHT_GRACE, in_flight.wait())
+        .await
+        .is_err()
+    {
+        // The connection is gone, so their acks cannot arrive anyway: the broker redelivers
+        // those messages, and dedupe makes the overlap harmless. Reconnect now.
+        tracing::warn!(queue = %config.queue, "in-flight messages still running; reconnecting without them");
+    }
     // A broker that no longer answers must not hold up the shutdown.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         if channel.status().connected() {
@@ -151,6 +192,13 @@ async fn consume(
     .await;
     ended
 }
+
+/// Connecting, declaring the topology and starting to consume, all together.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// After a lost connection, how long in-flight messages may delay the reconnect.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(2);
+/// An ack or nack on a broken connection may never be answered by lapin's IO loop.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long closing the channel and connection may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -167,18 +215,55 @@ struct Settler {
 const REPUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Settler {
-    async fn settle(&self, delivery: Delivery, handler: &Handler) {
+    async fn settle_batch(&self, deliveries: Vec<Delivery>, handler: &Handler) {
         let started = Instant::now();
-        let routing_key = delivery.routing_key.to_string();
-        let message = match WebhookMessage::from_amqp(&delivery.properties, delivery.data.clone()) {
-            Ok(message) => message,
-            Err(error) => {
-                // Not one of ours: it can never be processed, and nothing can record it.
-                tracing::error!(queue = %self.label, %error, routing_key, "dropping a malformed message");
-                self.ack(&delivery, "dead_lettered").await;
-                return;
+        let mut batch = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match WebhookMessage::from_amqp(&delivery.properties, delivery.data.clone()) {
+                Ok(message) => {
+                    self.observe_age(&delivery);
+                    batch.push((delivery, message));
+                }
+                Err(error) => {
+                    // Not one of ours: it can never be processed, and nothing can record it.
+                    let routing_key = delivery.routing_key.to_string();
+                    tracing::error!(queue = %self.label, %error, routing_key, "dropping a malformed message");
+                    self.ack(&delivery, "dead_lettered").await;
+                }
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let messages: Vec<WebhookMessage> = batch.iter().map(|(_, m)| m.clone()).collect();
+        let span = tracing::debug_span!("batch", queue = %self.label, size = messages.len());
+        let verdicts = match run_handler(handler, messages.clone())
+            .instrument(span.clone())
+            .await
+        {
+            Ok(verdicts) if verdicts.len() == messages.len() => verdicts,
+            outcome => {
+                if let Err(panic) = &outcome {
+                    tracing::warn!(parent: &span, panic = %panic, "handler panicked on a batch; handling its messages one by one");
+                }
+                let mut verdicts = Vec::with_capacity(messages.len());
+                for message in messages {
+                    let verdict = match run_handler(handler, vec![message]).await {
+                        Ok(mut one) if one.len() == 1 => one.remove(0),
+                        Ok(_) => Verdict::Retry("handler returned no verdict".to_owned()),
+                        Err(panic) => Verdict::Retry(format!("handler panicked: {panic}")),
+                    };
+                    verdicts.push(verdict);
+                }
+                verdicts
             }
         };
+        for ((delivery, message), verdict) in batch.into_iter().zip(verdicts) {
+            self.settle(delivery, message, verdict, started).await;
+        }
+    }
+
+    fn observe_age(&self, delivery: &Delivery) {
         if let Some(sent) = *delivery.properties.timestamp() {
             let age = (chrono::Utc::now().timestamp() as u64).saturating_sub(sent);
             self.metrics
@@ -186,6 +271,17 @@ impl Settler {
                 .with_label_values(&[self.label.as_str()])
                 .observe(age as f64);
         }
+    }
+
+    /// Acks, forwards or requeues one message by its verdict.
+    async fn settle(
+        &self,
+        delivery: Delivery,
+        message: WebhookMessage,
+        verdict: Verdict,
+        started: Instant,
+    ) {
+        let routing_key = delivery.routing_key.to_string();
         let span = tracing::info_span!(
             "message",
             queue = %self.label,
@@ -194,13 +290,6 @@ impl Settler {
             webhook_id = %message.headers.webhook_id,
             attempt = message.retry_count + 1,
         );
-        let verdict = AssertUnwindSafe(handler(message.clone()).instrument(span.clone()))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| {
-                Verdict::Retry(format!("handler panicked: {}", panic_text(&panic)))
-            });
-
         let outcome = match verdict {
             Verdict::Done(outcome) => {
                 self.ack(&delivery, outcome).await;
@@ -305,10 +394,13 @@ impl Settler {
 
     async fn ack(&self, delivery: &Delivery, outcome: &'static str) {
         // Ok(false): the channel is gone; the broker will redeliver, and dedupe makes that harmless.
-        match delivery.ack(BasicAckOptions::default()).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!("ack on a closed channel; the message will be redelivered"),
-            Err(error) => tracing::warn!(%error, "ack failed; the message will be redelivered"),
+        match tokio::time::timeout(SETTLE_TIMEOUT, delivery.ack(BasicAckOptions::default())).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                tracing::warn!("ack on a closed channel; the message will be redelivered");
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "ack failed; the message will be redelivered"),
+            Err(_) => tracing::warn!("ack unanswered; the message will be redelivered"),
         }
         self.metrics
             .messages
@@ -322,10 +414,25 @@ impl Settler {
             requeue: true,
             ..BasicNackOptions::default()
         };
-        if let Err(error) = delivery.nack(options).await {
-            tracing::warn!(%error, "nack failed; the message will be redelivered");
+        match tokio::time::timeout(SETTLE_TIMEOUT, delivery.nack(options)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "nack failed; the message will be redelivered")
+            }
+            Err(_) => tracing::warn!("nack unanswered; the message will be redelivered"),
         }
     }
+}
+
+/// Runs the handler on a batch, catching a panic as its text.
+async fn run_handler(
+    handler: &Handler,
+    messages: Vec<WebhookMessage>,
+) -> Result<Vec<Verdict>, String> {
+    AssertUnwindSafe(handler(messages))
+        .catch_unwind()
+        .await
+        .map_err(|panic| panic_text(&panic))
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -216,6 +216,17 @@ async fn supervise(
 }
 
 async fn open(url: &SecretString, name: &str, topology: &Topology) -> Result<Link, PublishError> {
+    // Bounded as a whole: a connection that dies halfway must not leave an RPC pending forever.
+    tokio::time::timeout(Duration::from_secs(15), open_unbounded(url, name, topology))
+        .await
+        .map_err(|_| PublishError::Unavailable)?
+}
+
+async fn open_unbounded(
+    url: &SecretString,
+    name: &str,
+    topology: &Topology,
+) -> Result<Link, PublishError> {
     let connection = connect(url, name, CONNECT_TIMEOUT)
         .await
         .map_err(|e| match e {

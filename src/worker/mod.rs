@@ -56,8 +56,8 @@ pub async fn run(
     let mut consumers = Vec::new();
     for family in families {
         let (pool, syncer) = (pool.clone(), syncer.clone());
-        let handler: Handler = Arc::new(move |message| {
-            process::process(pool.clone(), syncer.clone(), message).boxed()
+        let handler: Handler = Arc::new(move |messages| {
+            process::process_batch(pool.clone(), syncer.clone(), messages).boxed()
         });
         let config = ConsumerConfig {
             url: settings.amqp_url.clone(),
@@ -76,7 +76,18 @@ pub async fn run(
     }
     let dead_letters: Handler = {
         let (pool, metrics) = (pool.clone(), metrics.clone());
-        Arc::new(move |message| dead_letter::record(pool.clone(), metrics.clone(), message).boxed())
+        Arc::new(move |messages: Vec<_>| {
+            let (pool, metrics) = (pool.clone(), metrics.clone());
+            async move {
+                let mut verdicts = Vec::with_capacity(messages.len());
+                for message in messages {
+                    verdicts
+                        .push(dead_letter::record(pool.clone(), metrics.clone(), message).await);
+                }
+                verdicts
+            }
+            .boxed()
+        })
     };
     let config = ConsumerConfig {
         url: settings.amqp_url.clone(),

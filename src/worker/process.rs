@@ -1,5 +1,11 @@
-//! One webhook message, one transaction — except a completed bulk operation, whose import is
-//! too long for one.
+//! One transaction per batch of webhooks, one per webhook when a batch fails — except a
+//! completed bulk operation, whose import is too long for one.
+//!
+//! A batch (what a consumer had at hand) is claimed, handled and finished in one transaction and
+//! committed once, which is what makes the worker faster than one commit per message. If
+//! anything in it fails, nothing of it is committed, and each of its messages is then processed
+//! on its own, so one bad message costs only itself. Bulk finishes and second copies of a
+//! webhook within the batch are settled apart.
 //!
 //! `bulk_operations/finish` with `completed`: the transaction claims the delivery and commits it
 //! still `processing`; the import then runs outside any transaction (each batch commits by
@@ -8,7 +14,7 @@
 //! redelivered finish imports again (idempotent upserts) or, once the log is `completed`, finds
 //! nothing left to do.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use deadpool_postgres::Pool;
 
@@ -26,7 +32,80 @@ use crate::{
 /// without the record (the dead-letter record at the end is the one that must not be lost).
 const RECORD_FAILURE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Processes `message` and says how to settle it.
+/// Processes a batch; one verdict per message, in order.
+pub async fn process_batch(
+    pool: Pool,
+    syncer: Syncer,
+    messages: Vec<WebhookMessage>,
+) -> Vec<Verdict> {
+    if messages.len() == 1 {
+        let message = messages.into_iter().next().expect("one message");
+        return vec![process(pool, syncer, message).await];
+    }
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; messages.len()];
+    let (mut together, mut alone) = (Vec::new(), Vec::new());
+    let mut seen = HashSet::new();
+    for (i, message) in messages.iter().enumerate() {
+        let h = &message.headers;
+        if h.topic.as_str() == "bulk_operations/finish" {
+            alone.push(i);
+        } else if !seen.insert((h.shop.as_str(), h.webhook_id.as_str())) {
+            // The same webhook twice in one batch: the first copy settles it.
+            verdicts[i] = Some(Verdict::Done("duplicate"));
+        } else {
+            together.push(i);
+        }
+    }
+    match apply_batch(&pool, &messages, &together).await {
+        Ok(applied) => {
+            for (i, applied) in together.into_iter().zip(applied) {
+                verdicts[i] = Some(match applied {
+                    Applied::Duplicate => Verdict::Done("duplicate"),
+                    Applied::Handled(Outcome::Ignored) => Verdict::Done("ignored"),
+                    _ => Verdict::Done("processed"),
+                });
+            }
+        }
+        Err(error) => {
+            tracing::debug!(%error, size = together.len(), "batch failed; processing its messages one by one");
+            alone.extend(together);
+        }
+    }
+    for i in alone {
+        verdicts[i] = Some(process(pool.clone(), syncer.clone(), messages[i].clone()).await);
+    }
+    verdicts
+        .into_iter()
+        .map(|v| v.expect("every message has a verdict"))
+        .collect()
+}
+
+/// The messages at `indexes` in one transaction. Bulk finishes are never among them.
+async fn apply_batch(
+    pool: &Pool,
+    messages: &[WebhookMessage],
+    indexes: &[usize],
+) -> Result<Vec<Applied>, HandlerError> {
+    let mut client = pool.get().await.map_err(DbError::from)?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    let mut applied = Vec::with_capacity(indexes.len());
+    for &i in indexes {
+        let message = &messages[i];
+        let new = NewDelivery::new(&message.headers, &message.body, message.retry_count);
+        applied.push(match deliveries::begin(&tx, &new).await? {
+            Begin::AlreadyDone => Applied::Duplicate,
+            Begin::Started(delivery) => {
+                let outcome = handlers::handle(&tx, &delivery, &message.body).await?;
+                deliveries::finish(&tx, delivery.id, outcome.finished()).await?;
+                Applied::Handled(outcome)
+            }
+        });
+    }
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(applied)
+}
+
+/// Processes `message` alone and says how to settle it.
 pub async fn process(pool: Pool, syncer: Syncer, message: WebhookMessage) -> Verdict {
     let new = NewDelivery::new(&message.headers, &message.body, message.retry_count);
     let failure = match apply(&pool, &new, &message.body).await {

@@ -420,12 +420,15 @@ async fn a_message_that_makes_its_handler_panic_is_contained_retried_and_dead_le
     let handled = Arc::new(AtomicUsize::new(0));
     let handler: Handler = {
         let handled = handled.clone();
-        Arc::new(move |message: WebhookMessage| {
+        // Like a real handler's transaction, a batch has an effect only if all of it succeeds.
+        Arc::new(move |messages: Vec<WebhookMessage>| {
             let handled = handled.clone();
             Box::pin(async move {
-                assert!(!message.body.starts_with(b"{\"boom\""), "a handler bug");
-                handled.fetch_add(1, Ordering::SeqCst);
-                Verdict::Done("processed")
+                for message in &messages {
+                    assert!(!message.body.starts_with(b"{\"boom\""), "a handler bug");
+                }
+                handled.fetch_add(messages.len(), Ordering::SeqCst);
+                vec![Verdict::Done("processed"); messages.len()]
             })
         })
     };
