@@ -23,6 +23,8 @@ pub struct Metrics {
     /// dead_lettered, ignored).
     pub messages: IntCounterVec,
     pub processing_duration: HistogramVec,
+    /// Messages handled together in one batch (one transaction), by queue.
+    pub batch_size: HistogramVec,
     /// Retries scheduled, by queue and tier (the tier's delay, e.g. `10s`).
     pub retries: IntCounterVec,
     /// Age of a message when a consumer takes it (now − its AMQP timestamp): how far behind the
@@ -90,6 +92,18 @@ impl Metrics {
                 "Time to handle one message, to its ack.",
                 &["queue"],
             ),
+            batch_size: {
+                let opts = HistogramOpts::new(
+                    "shopify_sync_batch_size",
+                    "Messages a consumer handled together, in one transaction.",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0]);
+                let h = HistogramVec::new(opts, &["queue"]).expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
             retries: counter(
                 "shopify_sync_retries_total",
                 "Failed attempts sent to a delayed-retry tier, by queue and tier.",

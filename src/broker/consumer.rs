@@ -16,7 +16,7 @@ use lapin::{
     types::FieldTable,
 };
 use secrecy::SecretString;
-use tokio::time::Instant;
+use tokio::{sync::Semaphore, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
@@ -46,6 +46,9 @@ pub type Handler =
 /// The most messages handed to a handler at once. Batches form only from deliveries already
 /// received: the consumer never waits to fill one.
 pub const MAX_BATCH: usize = 32;
+
+/// Batches one consumer handles at once (each holds a database connection while it runs).
+pub const MAX_CONCURRENT_BATCHES: usize = 4;
 
 /// One consumer: which queue, and how it is labelled in metrics and logs.
 #[derive(Clone)]
@@ -136,7 +139,14 @@ async fn consume(
     tracing::info!(queue = %config.queue, "consuming");
 
     let in_flight = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_BATCHES));
     let ended = loop {
+        // While every slot is busy, deliveries gather in the prefetch buffer and the next batch
+        // takes them all at once: batches grow with the load, and nothing waits when idle.
+        let slot = tokio::select! {
+            () = cancel.cancelled() => break Ok(()),
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
         let first = tokio::select! {
             () = cancel.cancelled() => break Ok(()),
             next = deliveries.next() => next,
@@ -158,7 +168,10 @@ async fn consume(
         }
         if !batch.is_empty() {
             let (settler, handler) = (settler.clone(), handler.clone());
-            in_flight.spawn(async move { settler.settle_batch(batch, &handler).await });
+            in_flight.spawn(async move {
+                settler.settle_batch(batch, &handler).await;
+                drop(slot);
+            });
         }
         if let Some(end) = end {
             break end;
@@ -236,6 +249,10 @@ impl Settler {
             return;
         }
         let messages: Vec<WebhookMessage> = batch.iter().map(|(_, m)| m.clone()).collect();
+        self.metrics
+            .batch_size
+            .with_label_values(&[self.label.as_str()])
+            .observe(messages.len() as f64);
         let span = tracing::debug_span!("batch", queue = %self.label, size = messages.len());
         let verdicts = match run_handler(handler, messages.clone())
             .instrument(span.clone())

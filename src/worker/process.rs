@@ -14,14 +14,17 @@
 //! redelivered finish imports again (idempotent upserts) or, once the log is `completed`, finds
 //! nothing left to do.
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use deadpool_postgres::Pool;
 
 use crate::{
     broker::{WebhookMessage, consumer::Verdict},
     db::{
-        DbError,
+        self, DbError,
         deliveries::{self, Begin, NewDelivery},
     },
     handlers::{self, HandlerError, Outcome},
@@ -88,19 +91,35 @@ async fn apply_batch(
 ) -> Result<Vec<Applied>, HandlerError> {
     let mut client = pool.get().await.map_err(DbError::from)?;
     let tx = client.transaction().await.map_err(DbError::from)?;
-    let mut applied = Vec::with_capacity(indexes.len());
+    // A batch is usually one shop's: look each shop up once.
+    let mut shops: HashMap<&str, i64> = HashMap::new();
     for &i in indexes {
+        let shop = &messages[i].headers.shop;
+        if !shops.contains_key(shop.as_str()) {
+            let id = db::shops::get_or_create(&tx, shop).await?;
+            shops.insert(shop.as_str(), id);
+        }
+    }
+    // The messages' statements are pipelined on the one connection (tokio-postgres sends a
+    // query while earlier ones are still out): the batch costs a few round trips, not a few per
+    // message. Each message's own steps stay in order; the messages are distinct webhooks, and
+    // last-write-wins makes their order irrelevant.
+    let (tx_ref, shops) = (&tx, &shops);
+    let applied = futures::future::try_join_all(indexes.iter().map(|&i| async move {
+        let tx = tx_ref;
         let message = &messages[i];
         let new = NewDelivery::new(&message.headers, &message.body, message.retry_count);
-        applied.push(match deliveries::begin(&tx, &new).await? {
+        let shop_id = shops[message.headers.shop.as_str()];
+        Ok::<_, HandlerError>(match deliveries::begin_in_shop(tx, shop_id, &new).await? {
             Begin::AlreadyDone => Applied::Duplicate,
             Begin::Started(delivery) => {
-                let outcome = handlers::handle(&tx, &delivery, &message.body).await?;
-                deliveries::finish(&tx, delivery.id, outcome.finished()).await?;
+                let outcome = handlers::handle(tx, &delivery, &message.body).await?;
+                deliveries::finish(tx, delivery.id, outcome.finished()).await?;
                 Applied::Handled(outcome)
             }
-        });
-    }
+        })
+    }))
+    .await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(applied)
 }

@@ -531,3 +531,66 @@ async fn a_message_that_makes_its_handler_panic_is_contained_retried_and_dead_le
     cancel.cancel();
     consumer.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_message_in_a_batch_costs_only_itself() {
+    let db = TestDb::new().await;
+    install_effect_audit(&db).await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION fail_customer() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.email = 'c7@example.com' THEN
+                 RAISE EXCEPTION 'injected failure' USING ERRCODE = '40001';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER fail_customer BEFORE INSERT OR UPDATE ON customers
+               FOR EACH ROW EXECUTE FUNCTION fail_customer();",
+        )
+        .await
+        .unwrap();
+    let app = spawn_receiver(&[("QUEUE_TYPE", "quorum")]).await;
+    let mut all = webhooks(60);
+    // One that always fails transiently (c7), one that can never be processed (no id).
+    all.push(Webhook::new(
+        "customers/update",
+        r#"{"email":"no-id@example.com"}"#,
+    ));
+    // Queued before any worker runs, so the worker takes them in batches.
+    let (accepted, _) = send_all(&app, &all).await;
+    let worker = start_worker(&app, &db);
+
+    let tally = Tally::count(
+        "a bad and a failing message among 59 good ones",
+        &db,
+        all.len(),
+        accepted,
+        Duration::from_secs(30),
+    )
+    .await;
+    drop(worker);
+
+    tally.assert_nothing_lost();
+    assert_eq!((tally.processed, tally.dead_lettered), (59, 2), "{tally:?}");
+    let client = db.client().await;
+    let attempts: Vec<(String, i32)> = client
+        .query(
+            "SELECT last_error, attempts FROM webhook_deliveries WHERE status = 'dead_letter' ORDER BY attempts",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(
+        attempts[0].0.contains("missing field `id`") && attempts[0].1 == 1,
+        "{attempts:?}"
+    );
+    assert!(
+        attempts[1].0.contains("injected failure") && attempts[1].1 == 3,
+        "{attempts:?}"
+    );
+}

@@ -62,6 +62,7 @@ pub async fn run_role(role: &str) -> anyhow::Result<()> {
 struct Process {
     child: tokio::process::Child,
     http: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
 }
 
 impl Process {
@@ -78,7 +79,28 @@ impl Process {
             .context("the service did not start")??
             .context("the service exited")?;
         let http = line.split_whitespace().nth(1).and_then(|a| a.parse().ok());
-        Ok(Self { child, http })
+        let metrics = line.split_whitespace().nth(2).and_then(|a| a.parse().ok());
+        Ok(Self {
+            child,
+            http,
+            metrics,
+        })
+    }
+
+    /// Sum of a metric's samples whose line starts with `prefix`, from the process's `/metrics`.
+    async fn metric_sum(&self, prefix: &str) -> f64 {
+        let Some(addr) = self.metrics else { return 0.0 };
+        let Ok(response) = reqwest::get(format!("http://{addr}/metrics")).await else {
+            return 0.0;
+        };
+        response
+            .text()
+            .await
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// (current RSS, peak RSS) in MiB, from /proc.
@@ -247,6 +269,8 @@ pub async fn end_to_end(bench: &mut Bench, ceiling: f64) -> anyhow::Result<f64> 
     }
     let took = started.elapsed();
     let (_, peak) = worker.memory();
+    let batched = worker.metric_sum("shopify_sync_batch_size_sum").await;
+    let batches = worker.metric_sum("shopify_sync_batch_size_count").await;
     let value = rate(total, took.as_secs_f64());
     bench.report.add(
         "end to end: POST → processed row",
@@ -257,6 +281,11 @@ pub async fn end_to_end(bench: &mut Bench, ceiling: f64) -> anyhow::Result<f64> 
         "end to end / transaction ceiling",
         format!("{:.2}×", value / ceiling),
         "goal ≥ 1.4×",
+    );
+    bench.report.add(
+        "worker: mean batch (messages per transaction)",
+        format!("{:.1}", batched / batches.max(1.0)),
+        "",
     );
     bench.report.add(
         "worker RSS idle / peak under load",

@@ -131,6 +131,15 @@ pub enum Finished {
 /// for the first to commit and then finds the row done.
 pub async fn begin(tx: &Transaction<'_>, new: &NewDelivery<'_>) -> Result<Begin, DbError> {
     let shop_id = shops::get_or_create(tx, new.shop).await?;
+    begin_in_shop(tx, shop_id, new).await
+}
+
+/// [`begin`] for a caller that already knows the shop's id (a batch looks each shop up once).
+pub async fn begin_in_shop(
+    tx: &Transaction<'_>,
+    shop_id: i64,
+    new: &NewDelivery<'_>,
+) -> Result<Begin, DbError> {
     let body = StoredBody::new(new.payload);
     let statement = tx
         .prepare_cached(
