@@ -231,7 +231,8 @@ async fn open_unbounded(
         .await
         .map_err(|e| match e {
             super::connection::ConnectError::Amqp(e) => PublishError::Amqp(e),
-            super::connection::ConnectError::Timeout(_) => PublishError::Unavailable,
+            super::connection::ConnectError::Timeout(_)
+            | super::connection::ConnectError::BadUrl => PublishError::Unavailable,
         })?;
     let channel = connection.create_channel().await?;
     topology.declare(&channel).await?;
