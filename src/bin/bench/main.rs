@@ -5,6 +5,7 @@
 //! concurrency and prefetch the service uses; the service runs as child processes (this binary
 //! re-executed with `--role receiver|worker`), so their memory is measured per process.
 
+mod bulk;
 mod raw;
 mod report;
 mod service;
@@ -23,6 +24,9 @@ pub struct Args {
     /// Concurrent HTTP connections of the load generator (closed loop).
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
+    /// Lines of the generated bulk result files (customers, then orders).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub bulk_lines: usize,
     /// Run as a service process (internal).
     #[arg(long, hide = true)]
     pub role: Option<String>,
@@ -85,8 +89,9 @@ async fn measure_all(bench: &mut Bench) -> anyhow::Result<()> {
     let publish = raw::publish_confirm(bench).await?;
     raw::consume_ack(bench).await?;
     let ceiling = raw::transaction_ceiling(bench).await?;
-    raw::copy_rows(bench).await?;
+    let copy = raw::copy_rows(bench).await?;
     service::receiver_load(bench, publish).await?;
     service::end_to_end(bench, ceiling).await?;
+    service::bulk_import(bench, copy).await?;
     Ok(())
 }

@@ -41,7 +41,16 @@ pub async fn run_role(role: &str) -> anyhow::Result<()> {
             workers: Some(worker::all_families()),
             scheduler: false,
         },
-        other => anyhow::bail!("unknown role {other}"),
+        other => {
+            // `import:<resource>:<lines>`: one bulk import, in a process of its own.
+            let mut parts = other.split(':');
+            let (Some("import"), Some(resource), Some(lines)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                anyhow::bail!("unknown role {other}");
+            };
+            return super::bulk::run(&settings, resource, lines.parse()?).await;
+        }
     };
     let cancel = CancellationToken::new();
     let app = App::start(settings, components, cancel.clone()).await?;
@@ -353,4 +362,71 @@ pub async fn cleanup(bench: &Bench) {
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
             .await;
     }
+}
+
+/// The bulk import of a generated file per resource, each in a process of its own; against COPY.
+pub async fn bulk_import(bench: &mut Bench, copy: f64) -> anyhow::Result<()> {
+    for resource in ["customers", "orders"] {
+        let lines = bench.args.bulk_lines;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["--role", &format!("import:{resource}:{lines}")])
+            .envs(&bench.vars)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let pid = child.id().context("import pid")?;
+        let mut out = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        // The peak is read while the process runs; /proc forgets it once the process is reaped.
+        let mut peak = 0.0f64;
+        let line = loop {
+            tokio::select! {
+                line = out.next_line() => break line?.context("the import printed nothing")?,
+                () = tokio::time::sleep(Duration::from_millis(100)) => peak = peak.max(peak_rss_mib(pid)),
+            }
+        };
+        peak = peak.max(peak_rss_mib(pid));
+        anyhow::ensure!(
+            child.wait().await?.success(),
+            "the {resource} import failed"
+        );
+        let mut fields = line.split_whitespace();
+        let rows: f64 = fields.next().context("rows/s")?.parse()?;
+        let buffered: f64 = fields.next().context("buffered")?.parse()?;
+        let what = if resource == "orders" {
+            "orders (each + 1 line item)"
+        } else {
+            "customers"
+        };
+        bench.report.add(
+            &format!("bulk import: {what}"),
+            per_second(rows),
+            &format!(
+                "{lines} lines, {:.0} KB of file buffered at most",
+                buffered / 1024.0
+            ),
+        );
+        bench.report.add(
+            &format!("bulk import {resource} / COPY"),
+            format!("{:.2}×", rows / copy),
+            "goal ≥ 0.5×",
+        );
+        bench.report.add(
+            &format!("bulk import {resource}: peak RSS"),
+            format!("{peak:.1} MiB"),
+            "goal < 100 MiB whatever the size",
+        );
+    }
+    Ok(())
+}
+
+/// `VmHWM` of a running process in MiB: the most it ever had resident.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -1,6 +1,6 @@
 //! The import streams: what it holds does not grow with the file. Shown by the importer's own
 //! counters (peak bytes of the file buffered, peak rows batched) on two file sizes; rows per
-//! second are the benchmark's business (`cargo bench --bench import`), never asserted here.
+//! second are the benchmark's business (`cargo run --release --bin bench`), never asserted here.
 
 use shopify_sync::{
     db::sync_logs::Resource,
