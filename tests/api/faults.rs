@@ -5,6 +5,8 @@
 //! records every committed transition of a delivery to `processed` (the effect commits in the same
 //! transaction), so a webhook whose effect was applied twice shows up twice.
 //!
+//! The faults hit the real binary (`serve`, `receiver`, `worker` as child processes) except where
+//! a scenario needs to reach inside (the panicking handler runs the consumer loop in the test).
 //! Fast versions run with `cargo test`; the long ones (5,000 webhooks) with
 //! `cargo test --test api faults -- --ignored --nocapture`.
 
@@ -25,7 +27,11 @@ use serde_json::json;
 
 use crate::handlers::fixture_with;
 use crate::helpers::{
-    Proxy, TestApp, TestDb, Webhook, app::spawn_app_on, eventually, spawn_receiver,
+    Proxy, TestDb, Webhook,
+    app::{metric_at, post_webhook, spawn_app_on},
+    eventually,
+    process::ServeProcess,
+    spawn_receiver,
 };
 
 /// One webhook per customer: customer `i` gets its own id and email.
@@ -67,15 +73,19 @@ async fn install_effect_audit(db: &TestDb) {
 
 /// Posts every webhook, 16 at a time, retrying a refusal as Shopify does. Returns how many
 /// were accepted and how many attempts were refused on the way.
-async fn send_all(app: &TestApp, webhooks: &[Webhook]) -> (usize, usize) {
+async fn send_all(address: &str, webhooks: &[Webhook]) -> (usize, usize) {
     let refused = AtomicUsize::new(0);
+    let http = reqwest::Client::new();
     let accepted = stream::iter(webhooks)
         .map(|webhook| {
-            let refused = &refused;
+            let (refused, http) = (&refused, &http);
             async move {
                 for _ in 0..100 {
-                    match tokio::time::timeout(Duration::from_secs(10), app.post_response(webhook))
-                        .await
+                    match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        post_webhook(http, address, webhook),
+                    )
+                    .await
                     {
                         Ok(response) if response.status() == 200 => return true,
                         _ => {
@@ -187,13 +197,13 @@ async fn customers(db: &TestDb) -> i64 {
 }
 
 /// A `shopify-sync worker` child process on the test's database and prefix.
-fn start_worker(app: &TestApp, db: &TestDb) -> tokio::process::Child {
+fn start_worker(prefix: &str, db: &TestDb) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_shopify-sync"))
         .arg("worker")
         .env_clear()
         .env("DATABASE_URL", db.url())
         .env("AMQP_URL", crate::helpers::broker::amqp_url())
-        .env("AMQP_PREFIX", &app.settings.amqp_prefix)
+        .env("AMQP_PREFIX", prefix)
         .env("QUEUE_TYPE", "quorum")
         .env("RETRY_DELAYS", "200ms,400ms")
         .env("METRICS_ADDR", "127.0.0.1:0")
@@ -206,9 +216,9 @@ fn start_worker(app: &TestApp, db: &TestDb) -> tokio::process::Child {
 async fn worker_killed_at_random_moments(count: usize, kills: usize) -> Tally {
     let db = TestDb::new().await;
     install_effect_audit(&db).await;
-    let app = spawn_receiver(&[("QUEUE_TYPE", "quorum")]).await;
+    let receiver = ServeProcess::start_with("receiver", &db, &[("QUEUE_TYPE", "quorum")]).await;
     let all = webhooks(count);
-    let mut worker = start_worker(&app, &db);
+    let mut worker = start_worker(&receiver.prefix, &db);
 
     let killer = async {
         for _ in 0..kills {
@@ -216,10 +226,10 @@ async fn worker_killed_at_random_moments(count: usize, kills: usize) -> Tally {
             tokio::time::sleep(Duration::from_millis(pause)).await;
             worker.start_kill().unwrap(); // SIGKILL: no chance to settle anything
             worker.wait().await.unwrap();
-            worker = start_worker(&app, &db);
+            worker = start_worker(&receiver.prefix, &db);
         }
     };
-    let ((accepted, _), ()) = tokio::join!(send_all(&app, &all), killer);
+    let ((accepted, _), ()) = tokio::join!(send_all(&receiver.address, &all), killer);
 
     let tally = Tally::count(
         "worker SIGKILLed and restarted",
@@ -258,7 +268,7 @@ async fn broker_cut_mid_run(count: usize) -> Tally {
     install_effect_audit(&db).await;
     let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
     let url = format!("amqp://guest:guest@{}/%2f", broker.addr);
-    let app = spawn_app_on(db, &[("AMQP_URL", &url)]).await;
+    let serve = ServeProcess::start_with("serve", &db, &[("AMQP_URL", &url)]).await;
     let all = webhooks(count);
 
     let cutter = async {
@@ -267,18 +277,18 @@ async fn broker_cut_mid_run(count: usize) -> Tally {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         broker.restore();
     };
-    let ((accepted, refused), ()) = tokio::join!(send_all(&app, &all), cutter);
+    let ((accepted, refused), ()) = tokio::join!(send_all(&serve.address, &all), cutter);
     println!("refused with 503 while the broker was away, then retried: {refused}");
 
     let tally = Tally::count(
         "broker connection cut mid-run",
-        app.db(),
+        &db,
         count,
         accepted,
         Duration::from_secs(60),
     )
     .await;
-    assert_eq!(customers(app.db()).await, tally.processed);
+    assert_eq!(customers(&db).await, tally.processed);
     tally
 }
 
@@ -301,22 +311,23 @@ async fn postgres_away_longer_than_the_first_tier_but_within_the_window_dead_let
     let url = db
         .url()
         .replace("127.0.0.1:5432", &postgres.addr.to_string());
-    let app = spawn_app_on(
-        db,
+    let serve = ServeProcess::start_with(
+        "serve",
+        &db,
         &[("DATABASE_URL", &url), ("RETRY_DELAYS", "300ms,1s,2s,4s")],
     )
     .await;
     let all = webhooks(300);
 
     postgres.cut();
-    let (accepted, _) = send_all(&app, &all).await;
+    let (accepted, _) = send_all(&serve.address, &all).await;
     // Away for longer than the first tier (300 ms), shorter than the window (7.3 s).
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     postgres.restore();
 
     let tally = Tally::count(
         "Postgres away 1.5 s",
-        app.db(),
+        &db,
         all.len(),
         accepted,
         Duration::from_secs(60),
@@ -328,8 +339,11 @@ async fn postgres_away_longer_than_the_first_tier_but_within_the_window_dead_let
         "nothing dead-lettered within the retry window"
     );
     assert!(
-        app.metric(r#"shopify_sync_messages_total{outcome="retried",queue="customers"}"#)
-            .await
+        metric_at(
+            &serve.metrics_address,
+            r#"shopify_sync_messages_total{outcome="retried",queue="customers"}"#
+        )
+        .await
             > 0.0
     );
 }
@@ -359,7 +373,7 @@ async fn a_hundred_versions_of_one_customer_in_random_order_with_duplicates_stor
     sends.extend(versions.choose_multiple(&mut rand::rng(), 30).cloned());
     sends.shuffle(&mut rand::rng());
 
-    let (accepted, _) = send_all(&app, &sends).await;
+    let (accepted, _) = send_all(&app.address, &sends).await;
     let tally = Tally::count(
         "100 versions, 30 duplicates, shuffled",
         app.db(),
@@ -559,8 +573,8 @@ async fn a_failing_message_in_a_batch_costs_only_itself() {
         r#"{"email":"no-id@example.com"}"#,
     ));
     // Queued before any worker runs, so the worker takes them in batches.
-    let (accepted, _) = send_all(&app, &all).await;
-    let worker = start_worker(&app, &db);
+    let (accepted, _) = send_all(&app.address, &all).await;
+    let worker = start_worker(&app.settings.amqp_prefix, &db);
 
     let tally = Tally::count(
         "a bad and a failing message among 59 good ones",

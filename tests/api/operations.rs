@@ -4,16 +4,18 @@
 use std::{process::Stdio, time::Duration};
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::handlers::fixture_with;
 use crate::helpers::{
-    Proxy, TestDb, Webhook,
-    app::{spawn_app_on, test_vars},
-    broker::delete_topology,
-    eventually, spawn_app,
+    Proxy, TestDb, Webhook, app::spawn_app_on, eventually, process::ServeProcess, spawn_app,
 };
-use shopify_sync::{broker::Topology, settings::Settings};
+
+async fn post(address: &str, webhook: &Webhook) -> u16 {
+    crate::helpers::app::post_webhook(&reqwest::Client::new(), address, webhook)
+        .await
+        .status()
+        .as_u16()
+}
 
 fn customer(first_name: &str) -> Vec<u8> {
     fixture_with(
@@ -23,100 +25,6 @@ fn customer(first_name: &str) -> Vec<u8> {
             ("updated_at", json!("2026-01-01T00:00:00Z")),
         ],
     )
-}
-
-/// `shopify-sync <command>` as a child process, on a fresh database and prefix.
-struct ServeProcess {
-    child: tokio::process::Child,
-    /// The receiver's URL (empty for processes without one).
-    address: String,
-    metrics_address: String,
-    topology: Topology,
-}
-
-impl ServeProcess {
-    async fn start(db: &TestDb) -> Self {
-        Self::start_command("serve", db).await
-    }
-
-    async fn start_command(command: &str, db: &TestDb) -> Self {
-        let prefix = crate::helpers::unique("test");
-        let mut vars = test_vars(&prefix, &[("LOG_FORMAT", "json")]);
-        vars.insert("DATABASE_URL".into(), db.url());
-        let topology = Topology::new(&Settings::from_vars(vars.clone()).unwrap());
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shopify-sync"))
-            .arg(command)
-            .env_clear()
-            .envs(vars)
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        // The addresses are in its log lines (it binds port 0); metrics come last.
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (address, metrics_address) = tokio::time::timeout(Duration::from_secs(20), async {
-            let mut address = String::new();
-            while let Some(line) = lines.next_line().await.unwrap() {
-                let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                let addr = || format!("http://{}", entry["addr"].as_str().unwrap());
-                if entry["message"] == "receiver listening" {
-                    address = addr();
-                } else if entry["message"] == "metrics listening" {
-                    return (address, addr());
-                }
-            }
-            panic!("{command} exited before listening");
-        })
-        .await
-        .expect("the process starts");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            child,
-            address,
-            metrics_address,
-            topology,
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-s", signal, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let topology = self.topology.clone();
-        crate::helpers::block_on_cleanup(async move { delete_topology(&topology).await });
-    }
-}
-
-async fn post(address: &str, webhook: &Webhook) -> u16 {
-    let headers = [
-        ("X-Shopify-Hmac-Sha256", webhook.signature()),
-        ("X-Shopify-Topic", webhook.topic.clone()),
-        ("X-Shopify-Shop-Domain", webhook.shop.clone()),
-        ("X-Shopify-Webhook-Id", webhook.webhook_id.clone()),
-        ("X-Shopify-API-Version", "2026-10".to_owned()),
-    ];
-    let mut request = reqwest::Client::new().post(format!("{address}/webhooks/shopify"));
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    request
-        .body(webhook.body.clone())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 async fn status_of(db: &TestDb, webhook_id: &str) -> Option<String> {

@@ -202,39 +202,7 @@ impl TestApp {
     }
 
     pub async fn post_response(&self, webhook: &Webhook) -> reqwest::Response {
-        let headers = [
-            ("X-Shopify-Hmac-Sha256", webhook.signature()),
-            ("X-Shopify-Topic", webhook.topic.clone()),
-            ("X-Shopify-Shop-Domain", webhook.shop.clone()),
-            ("X-Shopify-Webhook-Id", webhook.webhook_id.clone()),
-            ("X-Shopify-API-Version", "2026-10".to_owned()),
-            ("X-Shopify-Event-Id", uuid::Uuid::new_v4().to_string()),
-            (
-                "X-Shopify-Triggered-At",
-                "2026-12-03T10:00:00.000Z".to_owned(),
-            ),
-        ];
-        let mut request = self
-            .http
-            .post(format!("{}/webhooks/shopify", self.address))
-            .header("Content-Type", "application/json");
-        for (name, value) in headers {
-            if !webhook
-                .omit_headers
-                .iter()
-                .any(|o| o.eq_ignore_ascii_case(name))
-            {
-                request = request.header(name, value);
-            }
-        }
-        for (name, value) in &webhook.extra_headers {
-            request = request.header(name, value);
-        }
-        request
-            .body(webhook.body.clone())
-            .send()
-            .await
-            .expect("POST to the receiver")
+        post_webhook(&self.http, &self.address, webhook).await
     }
 
     /// The text of `/metrics`.
@@ -347,4 +315,58 @@ impl TestApp {
             .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or(0.0)
     }
+}
+
+/// POSTs `webhook` with all of Shopify's headers to the receiver at `address`.
+pub async fn post_webhook(
+    http: &reqwest::Client,
+    address: &str,
+    webhook: &Webhook,
+) -> reqwest::Response {
+    let headers = [
+        ("X-Shopify-Hmac-Sha256", webhook.signature()),
+        ("X-Shopify-Topic", webhook.topic.clone()),
+        ("X-Shopify-Shop-Domain", webhook.shop.clone()),
+        ("X-Shopify-Webhook-Id", webhook.webhook_id.clone()),
+        ("X-Shopify-API-Version", "2026-10".to_owned()),
+        ("X-Shopify-Event-Id", uuid::Uuid::new_v4().to_string()),
+        (
+            "X-Shopify-Triggered-At",
+            "2026-12-03T10:00:00.000Z".to_owned(),
+        ),
+    ];
+    let mut request = http
+        .post(format!("{address}/webhooks/shopify"))
+        .header("Content-Type", "application/json");
+    for (name, value) in headers {
+        if !webhook
+            .omit_headers
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(name))
+        {
+            request = request.header(name, value);
+        }
+    }
+    for (name, value) in &webhook.extra_headers {
+        request = request.header(name, value);
+    }
+    request
+        .body(webhook.body.clone())
+        .send()
+        .await
+        .expect("POST to the receiver")
+}
+
+/// A metric sample's value at a `/metrics` endpoint, 0 when absent.
+pub async fn metric_at(metrics_address: &str, series: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("{metrics_address}/metrics")).await else {
+        return 0.0;
+    };
+    response
+        .text()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }

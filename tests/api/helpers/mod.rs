@@ -4,6 +4,7 @@ pub mod app;
 pub mod broker;
 pub mod db;
 pub mod fake_shopify;
+pub mod process;
 pub mod proxy;
 
 pub use app::{TestApp, Webhook, spawn_app, spawn_receiver, spawn_receiver_unready};
