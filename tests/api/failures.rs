@@ -17,9 +17,8 @@ use crate::handlers::fixture_with;
 use crate::helpers::{TestApp, Webhook, spawn_app};
 
 /// Makes every write of a customer with this email fail transiently.
-async fn fail_customers_with_email(app: &TestApp, email: &str) {
-    app.db()
-        .client()
+pub async fn fail_customers_with_email(db: &crate::helpers::TestDb, email: &str) {
+    db.client()
         .await
         .batch_execute(&format!(
             "CREATE FUNCTION fail_customer() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -70,7 +69,7 @@ fn customer(email: &str) -> Vec<u8> {
 #[tokio::test]
 async fn a_webhook_that_always_fails_is_a_dead_letter_after_exactly_one_plus_tiers_attempts() {
     let app = spawn_app(&[("RETRY_DELAYS", "100ms,200ms")]).await;
-    fail_customers_with_email(&app, "doomed@example.com").await;
+    fail_customers_with_email(app.db(), "doomed@example.com").await;
     let webhook = Webhook::new("customers/create", customer("doomed@example.com"));
 
     app.accept(&webhook).await;
@@ -114,7 +113,7 @@ async fn a_dead_letter_is_recorded_even_when_no_earlier_attempt_could_write_its_
 async fn retries_come_back_in_order_and_no_sooner_than_each_tiers_delay() {
     let tiers = [Duration::from_millis(300), Duration::from_millis(600)];
     let app = spawn_app(&[("RETRY_DELAYS", "300ms,600ms")]).await;
-    fail_customers_with_email(&app, "slow@example.com").await;
+    fail_customers_with_email(app.db(), "slow@example.com").await;
     // Every attempt passes through the webhooks exchange: the original, then each expired retry.
     let probe = app
         .broker
@@ -192,7 +191,7 @@ async fn a_permanent_error_is_dead_lettered_on_its_first_attempt_with_the_reason
 #[tokio::test]
 async fn replay_of_a_dead_letter_whose_cause_was_fixed_ends_processed() {
     let app = spawn_app(&[("RETRY_DELAYS", "100ms")]).await;
-    fail_customers_with_email(&app, "later@example.com").await;
+    fail_customers_with_email(app.db(), "later@example.com").await;
     let webhook = Webhook::new("customers/create", customer("later@example.com"));
     app.accept(&webhook).await;
     app.wait_for_status(&webhook.webhook_id, "dead_letter")

@@ -550,21 +550,7 @@ async fn a_message_that_makes_its_handler_panic_is_contained_retried_and_dead_le
 async fn a_failing_message_in_a_batch_costs_only_itself() {
     let db = TestDb::new().await;
     install_effect_audit(&db).await;
-    db.client()
-        .await
-        .batch_execute(
-            "CREATE FUNCTION fail_customer() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF NEW.email = 'c7@example.com' THEN
-                 RAISE EXCEPTION 'injected failure' USING ERRCODE = '40001';
-               END IF;
-               RETURN NEW;
-             END $$;
-             CREATE TRIGGER fail_customer BEFORE INSERT OR UPDATE ON customers
-               FOR EACH ROW EXECUTE FUNCTION fail_customer();",
-        )
-        .await
-        .unwrap();
+    crate::failures::fail_customers_with_email(&db, "c7@example.com").await;
     let app = spawn_receiver(&[("QUEUE_TYPE", "quorum")]).await;
     let mut all = webhooks(60);
     // One that always fails transiently (c7), one that can never be processed (no id).
