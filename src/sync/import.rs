@@ -8,6 +8,7 @@
 use std::future::Future;
 
 use deadpool_postgres::{Object, Pool};
+use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
@@ -61,7 +62,7 @@ pub struct ImportStats {
     pub skipped: u64,
     /// The most bytes of the file held at once.
     pub peak_buffered_bytes: usize,
-    /// The most rows held at once.
+    /// The most rows in one batch (at most `FLUSHES_IN_FLIGHT` + 1 batches are held at once).
     pub peak_batch_rows: usize,
 }
 
@@ -134,20 +135,52 @@ where
     let mut splitter = LineSplitter::new();
     let mut batch: Vec<BulkRow<T>> = Vec::with_capacity(BATCH_ROWS);
     let mut stats = ImportStats::default();
+    // Up to FLUSHES_IN_FLIGHT batches are written while the next one is parsed: Postgres and
+    // the parser work at once, and memory stays bounded by those few batches.
+    let mut flushes = FuturesUnordered::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ImportError::Read(Box::new(e)))?;
         splitter.push(chunk.as_ref(), |line| collect(line, &mut batch, &mut stats))?;
         stats.peak_batch_rows = stats.peak_batch_rows.max(batch.len());
         if batch.len() >= BATCH_ROWS {
-            flush(pool, metrics, shop_id, &mut batch, &mut stats).await?;
+            if flushes.len() >= FLUSHES_IN_FLIGHT {
+                settle::<T>(flushes.next().await, metrics, &mut stats)?;
+            }
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+            flushes.push(flush(pool.clone(), shop_id, full));
         }
     }
     let split = splitter.finish(|line| collect(line, &mut batch, &mut stats))?;
     stats.peak_batch_rows = stats.peak_batch_rows.max(batch.len());
-    flush(pool, metrics, shop_id, &mut batch, &mut stats).await?;
+    if !batch.is_empty() {
+        flushes.push(flush(pool.clone(), shop_id, batch));
+    }
+    while let Some(done) = flushes.next().await {
+        settle::<T>(Some(done), metrics, &mut stats)?;
+    }
     stats.lines = split.lines;
     stats.peak_buffered_bytes = split.peak_buffered_bytes;
     Ok(stats)
+}
+
+/// Batches being written at once (each on a connection of its own).
+const FLUSHES_IN_FLIGHT: usize = 3;
+
+/// Counts a written batch: (rows changed, records written).
+fn settle<T: Record>(
+    done: Option<Result<(u64, u64), ImportError>>,
+    metrics: &Metrics,
+    stats: &mut ImportStats,
+) -> Result<(), ImportError> {
+    let Some(done) = done else { return Ok(()) };
+    let (changed, records) = done?;
+    stats.changed += changed;
+    stats.records += records;
+    metrics
+        .bulk_records
+        .with_label_values(&[T::RESOURCE.as_str()])
+        .inc_by(records);
+    Ok(())
 }
 
 /// One line into the batch (or counted as skipped).
@@ -170,23 +203,11 @@ fn collect<T: Record>(
 }
 
 async fn flush<T: Record>(
-    pool: &Pool,
-    metrics: &Metrics,
+    pool: Pool,
     shop_id: i64,
-    batch: &mut Vec<BulkRow<T>>,
-    stats: &mut ImportStats,
-) -> Result<(), ImportError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
+    batch: Vec<BulkRow<T>>,
+) -> Result<(u64, u64), ImportError> {
     let client = pool.get().await.map_err(DbError::from)?;
-    stats.changed += T::upsert(&client, shop_id, batch).await?;
-    let records = batch.len() as u64;
-    stats.records += records;
-    metrics
-        .bulk_records
-        .with_label_values(&[T::RESOURCE.as_str()])
-        .inc_by(records);
-    batch.clear();
-    Ok(())
+    let changed = T::upsert(&client, shop_id, &batch).await?;
+    Ok((changed, batch.len() as u64))
 }
