@@ -6,6 +6,8 @@
 //! re-executed with `--role receiver|worker`), so their memory is measured per process.
 
 mod bulk;
+mod cpu;
+mod load;
 mod raw;
 mod report;
 mod service;
@@ -27,9 +29,19 @@ pub struct Args {
     /// Lines of the generated bulk result files (customers, then orders).
     #[arg(long, default_value_t = 1_000_000)]
     pub bulk_lines: usize,
+    /// Only these parts (with the raw limits they are compared to): receiver, e2e, bulk.
+    #[arg(long, value_delimiter = ',', default_value = "receiver,e2e,bulk")]
+    pub only: Vec<Part>,
     /// Run as a service process (internal).
     #[arg(long, hide = true)]
     pub role: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Receiver,
+    E2e,
+    Bulk,
 }
 
 /// Everything a measurement needs to know about where it runs.
@@ -86,12 +98,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn measure_all(bench: &mut Bench) -> anyhow::Result<()> {
-    let publish = raw::publish_confirm(bench).await?;
-    raw::consume_ack(bench).await?;
-    let ceiling = raw::transaction_ceiling(bench).await?;
-    let copy = raw::copy_rows(bench).await?;
-    service::receiver_load(bench, publish).await?;
-    service::end_to_end(bench, ceiling).await?;
-    service::bulk_import(bench, copy).await?;
+    let only = bench.args.only.clone();
+    if only.contains(&Part::Receiver) {
+        cpu::settle().await;
+        let publish = raw::publish_confirm(bench, raw::Publish::Bare).await?;
+        raw::consume_ack(bench).await?;
+        cpu::settle().await;
+        raw::publish_confirm(bench, raw::Publish::AsTheService).await?;
+        service::purge(bench).await?;
+        service::receiver_load(bench, publish).await?;
+    }
+    if only.contains(&Part::E2e) {
+        cpu::settle().await;
+        let ceiling = raw::transaction_ceiling(bench).await?;
+        cpu::settle().await;
+        service::end_to_end(bench, ceiling).await?;
+    }
+    if only.contains(&Part::Bulk) {
+        cpu::settle().await;
+        let copy = raw::copy_rows(bench).await?;
+        service::bulk_import(bench, copy).await?;
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::{
 use anyhow::Context;
 use futures::{SinkExt, StreamExt};
 use lapin::{
-    BasicProperties, Connection, ConnectionProperties,
+    BasicProperties, Confirmation, Connection, ConnectionProperties,
     options::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
         ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
@@ -20,6 +20,7 @@ use lapin::{
 };
 use secrecy::ExposeSecret;
 use shopify_sync::{
+    broker::{Topology, WebhookMessage},
     db::{self, deliveries},
     handlers,
     settings::QueueType,
@@ -28,6 +29,7 @@ use shopify_sync::{
 
 use super::{
     Bench,
+    cpu::{Meter, Source},
     report::{per_second, rate},
 };
 
@@ -57,17 +59,30 @@ async fn connect(bench: &Bench) -> anyhow::Result<Connection> {
     .context("RabbitMQ")
 }
 
+/// Where the raw publish measurement sends its messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// A bare persistent message to a queue through the default exchange: the broker's cheapest.
+    Bare,
+    /// The receiver's own messages (the contract's properties and headers, `mandatory`) to the
+    /// service's topic exchange, declared as the service declares it.
+    AsTheService,
+}
+
 /// Publish-with-confirm rate on one channel with `connections` publishes in flight, the way the
-/// receiver publishes under that many concurrent requests, into a queue of the service's type.
-pub async fn publish_confirm(bench: &mut Bench) -> anyhow::Result<f64> {
+/// receiver publishes under that many concurrent requests, into queues of the service's type.
+pub async fn publish_confirm(bench: &mut Bench, kind: Publish) -> anyhow::Result<f64> {
     let connection = connect(bench).await?;
     let channel = connection.create_channel().await?;
     let mut args = FieldTable::default();
-    let kind = match bench.settings.queue_type {
+    let queue_type = match bench.settings.queue_type {
         QueueType::Quorum => "quorum",
         QueueType::Classic => "classic",
     };
-    args.insert("x-queue-type".into(), AMQPValue::LongString(kind.into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(queue_type.into()),
+    );
     channel
         .queue_declare(
             raw_queue(bench).as_str().into(),
@@ -75,53 +90,106 @@ pub async fn publish_confirm(bench: &mut Bench) -> anyhow::Result<f64> {
             args,
         )
         .await?;
+    let topology = Topology::new(&bench.settings);
+    topology.declare(&channel).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     let body = Arc::new(customer_body(1));
+    let (exchange, routing_key, options) = match kind {
+        Publish::Bare => (
+            String::new(),
+            raw_queue(bench),
+            BasicPublishOptions::default(),
+        ),
+        Publish::AsTheService => (
+            topology.webhooks_exchange(),
+            "customers.update".to_owned(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+        ),
+    };
     let total = bench.args.webhooks;
     let next = Arc::new(AtomicUsize::new(0));
+    let meter = Meter::start(&[
+        ("lapin", Source::Pid(std::process::id())),
+        ("RabbitMQ", Source::Named("beam.smp")),
+    ]);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..bench.args.connections {
-        let (channel, body, next, queue) = (
-            channel.clone(),
-            body.clone(),
-            next.clone(),
-            raw_queue(bench),
-        );
+        let (channel, body, next) = (channel.clone(), body.clone(), next.clone());
+        let (exchange, routing_key) = (exchange.clone(), routing_key.clone());
         tasks.push(tokio::spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < total {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let properties = match kind {
+                    Publish::Bare => BasicProperties::default().with_delivery_mode(2),
+                    Publish::AsTheService => service_message(i, &body).properties(),
+                };
                 let confirm = channel
                     .basic_publish(
-                        "".into(),
-                        queue.as_str().into(),
-                        BasicPublishOptions::default(),
+                        exchange.as_str().into(),
+                        routing_key.as_str().into(),
+                        options,
                         &body,
-                        BasicProperties::default().with_delivery_mode(2),
+                        properties,
                     )
                     .await?
                     .await?;
-                anyhow::ensure!(confirm.is_ack(), "nacked");
+                anyhow::ensure!(
+                    matches!(confirm, Confirmation::Ack(None)),
+                    "not confirmed: {confirm:?}"
+                );
             }
-            Ok::<(), anyhow::Error>(())
         }));
     }
     for task in tasks {
         task.await??;
     }
     let value = rate(total, started.elapsed().as_secs_f64());
-    bench.report.add(
-        "raw: lapin publish with confirm",
-        per_second(value),
-        &format!(
-            "{} in flight on one channel, {} B bodies, persistent",
-            bench.args.connections,
-            body.len()
+    let (label, note) = match kind {
+        Publish::Bare => (
+            "raw: lapin publish with confirm",
+            format!(
+                "{} in flight on one channel, {} B bodies, persistent, default exchange",
+                bench.args.connections,
+                body.len()
+            ),
         ),
+        Publish::AsTheService => (
+            "raw: lapin publish with confirm, the service's messages",
+            "same, with the contract's headers, mandatory, via the topic exchange".to_owned(),
+        ),
+    };
+    bench.report.add(label, per_second(value), &note);
+    bench.report.add(
+        &format!("{label}: CPU per message"),
+        meter.per_item(total),
+        "",
     );
     let _ = connection.close(200, "done".into()).await;
     Ok(value)
+}
+
+/// The message the receiver makes of customer webhook `i`.
+fn service_message(i: usize, body: &[u8]) -> WebhookMessage {
+    let headers = WebhookHeaders {
+        topic: Topic::parse("customers/update").expect("topic"),
+        shop: ShopDomain::parse(SHOP).expect("shop"),
+        webhook_id: WebhookId::parse(&format!("raw-{i}")).expect("id"),
+        api_version: "2026-10".into(),
+        event_id: None,
+        triggered_at: None,
+        sub_topic: None,
+        name: None,
+    };
+    WebhookMessage::new(headers, body.to_vec())
 }
 
 /// Consume + ack rate of the messages the publish measurement left, at the service's prefetch.
@@ -164,6 +232,10 @@ pub async fn transaction_ceiling(bench: &mut Bench) -> anyhow::Result<f64> {
     let pool = db::pool(&bench.settings.database, bench.settings.database_pool_size);
     let total = bench.args.webhooks;
     let next = Arc::new(AtomicUsize::new(0));
+    let meter = Meter::start(&[
+        ("client", Source::Pid(std::process::id())),
+        ("Postgres", Source::Named("postgres")),
+    ]);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..bench.settings.database_pool_size {
@@ -207,6 +279,11 @@ pub async fn transaction_ceiling(bench: &mut Bench) -> anyhow::Result<f64> {
             "delivery row + customer upsert + status, {} in parallel",
             bench.settings.database_pool_size
         ),
+    );
+    bench.report.add(
+        "raw transactions: CPU per webhook",
+        meter.per_item(total),
+        "",
     );
     truncate(bench).await?;
     Ok(value)

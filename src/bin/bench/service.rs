@@ -3,27 +3,23 @@
 use std::{
     net::SocketAddr,
     process::Stdio,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
-use secrecy::SecretString;
 use shopify_sync::{
     app::{App, Components},
     broker::Topology,
     settings::Settings,
-    shopify, worker,
+    worker,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     Bench,
-    raw::{SHOP, customer_body},
+    cpu::{Meter, Source},
+    load,
     report::{per_second, rate},
 };
 
@@ -96,10 +92,13 @@ impl Process {
         })
     }
 
-    /// Sum of a metric's samples whose line starts with `prefix`, from the process's `/metrics`.
-    async fn metric_sum(&self, prefix: &str) -> f64 {
+    /// Sum of a metric's samples whose line starts with `prefix` and holds `label`, from the
+    /// process's `/metrics`.
+    async fn metric_sum(&self, prefix: &str, label: &str) -> f64 {
         let Some(addr) = self.metrics else { return 0.0 };
-        let Ok(response) = reqwest::get(format!("http://{addr}/metrics")).await else {
+        static CLIENT: std::sync::LazyLock<reqwest::Client> =
+            std::sync::LazyLock::new(reqwest::Client::new);
+        let Ok(response) = CLIENT.get(format!("http://{addr}/metrics")).send().await else {
             return 0.0;
         };
         response
@@ -107,9 +106,13 @@ impl Process {
             .await
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.starts_with(prefix))
+            .filter(|l| l.starts_with(prefix) && l.contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    fn cpu(&self) -> Source {
+        Source::Pid(self.child.id().unwrap_or(0))
     }
 
     /// (current RSS, peak RSS) in MiB, from /proc.
@@ -140,66 +143,6 @@ impl Process {
     }
 }
 
-/// Signed webhooks for customers `first..first + count`, made before the clock starts.
-fn webhooks(first: usize, count: usize) -> Vec<(String, Vec<u8>, String)> {
-    let secret = SecretString::from("bench-secret");
-    (first..first + count)
-        .map(|i| {
-            let body = customer_body(i as i64);
-            let signature = shopify::sign(&body, &secret);
-            (format!("bench-{i}"), body, signature)
-        })
-        .collect()
-}
-
-/// Closed loop: `connections` clients, each posting the next webhook as soon as the last one
-/// was answered. Returns the latencies of the accepted ones and the wall time.
-async fn load(
-    address: SocketAddr,
-    connections: usize,
-    webhooks: Vec<(String, Vec<u8>, String)>,
-) -> anyhow::Result<(Vec<Duration>, Duration)> {
-    let webhooks = Arc::new(webhooks);
-    let next = Arc::new(AtomicUsize::new(0));
-    let url = format!("http://{address}/webhooks/shopify");
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (webhooks, next, url) = (webhooks.clone(), next.clone(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()?;
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((id, body, signature)) = webhooks.get(i) else {
-                    return Ok::<_, anyhow::Error>(latencies);
-                };
-                let sent = Instant::now();
-                let status = client
-                    .post(&url)
-                    .header("X-Shopify-Hmac-Sha256", signature)
-                    .header("X-Shopify-Topic", "customers/update")
-                    .header("X-Shopify-Shop-Domain", SHOP)
-                    .header("X-Shopify-Webhook-Id", id)
-                    .header("X-Shopify-API-Version", "2026-10")
-                    .body(body.clone())
-                    .send()
-                    .await?
-                    .status();
-                anyhow::ensure!(status == 200, "the receiver answered {status}");
-                latencies.push(sent.elapsed());
-            }
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
-    Ok((latencies, started.elapsed()))
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
@@ -209,12 +152,17 @@ pub async fn receiver_load(bench: &mut Bench, raw_publish: f64) -> anyhow::Resul
     let receiver = Process::start(bench, "receiver").await?;
     let (idle, _) = receiver.memory();
     let address = receiver.http.context("receiver address")?;
-    let (mut latencies, took) = load(
-        address,
-        bench.args.connections,
-        webhooks(1, bench.args.webhooks),
-    )
-    .await?;
+    let requests = load::requests(address, 1, bench.args.webhooks);
+    super::cpu::settle().await;
+    let meter = Meter::start(&[
+        ("receiver", receiver.cpu()),
+        ("load generator", Source::Pid(std::process::id())),
+        ("RabbitMQ", Source::Named("beam.smp")),
+    ]);
+    let load::Load {
+        mut latencies,
+        took,
+    } = load::run(address, bench.args.connections, requests).await?;
     let (_, peak) = receiver.memory();
     latencies.sort();
     let value = rate(latencies.len(), took.as_secs_f64());
@@ -240,6 +188,11 @@ pub async fn receiver_load(bench: &mut Bench, raw_publish: f64) -> anyhow::Resul
         "goal ≤ 25 ms",
     );
     bench.report.add(
+        "receiver phase: CPU per webhook",
+        meter.per_item(latencies.len()),
+        "",
+    );
+    bench.report.add(
         "receiver RSS idle / peak under load",
         format!("{idle:.1} / {peak:.1} MiB"),
         "goal ≤ 32 MiB",
@@ -260,26 +213,44 @@ pub async fn end_to_end(bench: &mut Bench, ceiling: f64) -> anyhow::Result<f64> 
     let total = bench.args.webhooks;
     let pool = shopify_sync::db::pool(&bench.settings.database, 1);
     let client = pool.get().await?;
+    let requests = load::requests(address, 1_000_000, total);
+    super::cpu::settle().await;
+    let meter = Meter::start(&[
+        ("receiver", receiver.cpu()),
+        ("worker", worker.cpu()),
+        ("load generator", Source::Pid(std::process::id())),
+        ("RabbitMQ", Source::Named("beam.smp")),
+        ("Postgres", Source::Named("postgres")),
+    ]);
     let started = Instant::now();
-    load(address, bench.args.connections, webhooks(1_000_000, total)).await?;
+    load::run(address, bench.args.connections, requests).await?;
+    // The worker's own count (after commit and ack) is polled, not Postgres, so the polling
+    // costs the database nothing; the rows are counted once at the end.
     loop {
-        let done: i64 = client
-            .query_one("SELECT count(*) FROM webhook_deliveries WHERE status = 'processed' AND webhook_id LIKE 'bench-%'", &[])
-            .await?
-            .get(0);
-        if done as usize >= total {
+        let acked = worker
+            .metric_sum("shopify_sync_messages_total{", "outcome=\"processed\"")
+            .await;
+        if acked as usize >= total {
             break;
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(600),
-            "only {done} of {total} processed"
+            "only {acked} of {total} processed"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let took = started.elapsed();
+    let done: i64 = client
+        .query_one("SELECT count(*) FROM webhook_deliveries WHERE status = 'processed' AND webhook_id LIKE 'bench-%'", &[])
+        .await?
+        .get(0);
+    anyhow::ensure!(
+        done as usize == total,
+        "{done} of {total} rows are processed"
+    );
     let (_, peak) = worker.memory();
-    let batched = worker.metric_sum("shopify_sync_batch_size_sum").await;
-    let batches = worker.metric_sum("shopify_sync_batch_size_count").await;
+    let batched = worker.metric_sum("shopify_sync_batch_size_sum", "").await;
+    let batches = worker.metric_sum("shopify_sync_batch_size_count", "").await;
     let value = rate(total, took.as_secs_f64());
     bench.report.add(
         "end to end: POST → processed row",
@@ -291,6 +262,9 @@ pub async fn end_to_end(bench: &mut Bench, ceiling: f64) -> anyhow::Result<f64> 
         format!("{:.2}×", value / ceiling),
         "goal ≥ 1.4×",
     );
+    bench
+        .report
+        .add("end to end: CPU per webhook", meter.per_item(total), "");
     bench.report.add(
         "worker: mean batch (messages per transaction)",
         format!("{:.1}", batched / batches.max(1.0)),
@@ -306,7 +280,7 @@ pub async fn end_to_end(bench: &mut Bench, ceiling: f64) -> anyhow::Result<f64> 
     Ok(value)
 }
 
-async fn purge(bench: &Bench) -> anyhow::Result<()> {
+pub async fn purge(bench: &Bench) -> anyhow::Result<()> {
     use secrecy::ExposeSecret;
     let connection = lapin::Connection::connect(
         bench.settings.amqp_url.expose_secret(),
