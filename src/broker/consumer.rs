@@ -20,7 +20,7 @@ use tokio::{sync::Semaphore, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
-use super::{Publisher, Topology, WebhookMessage, connection};
+use super::{Publisher, Topology, WebhookMessage, acks::Acks, connection};
 use crate::metrics::Metrics;
 
 /// What a handler made of one message.
@@ -139,6 +139,7 @@ async fn consume(
     tracing::info!(queue = %config.queue, "consuming");
 
     let in_flight = TaskTracker::new();
+    let acks = Arc::new(Acks::new(settler.metrics.clone(), config.label.clone()));
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_BATCHES));
     let ended = loop {
         // While every slot is busy, deliveries gather in the prefetch buffer and the next batch
@@ -167,10 +168,13 @@ async fn consume(
             next = deliveries.next().now_or_never();
         }
         if !batch.is_empty() {
-            let (settler, handler) = (settler.clone(), handler.clone());
+            let tags: Vec<u64> = batch.iter().map(|d| d.delivery_tag).collect();
+            acks.open(tags.iter().copied());
+            let (settler, handler, acks) = (settler.clone(), handler.clone(), acks.clone());
             in_flight.spawn(async move {
-                settler.settle_batch(batch, &handler).await;
+                settler.settle_batch(batch, &handler, &acks).await;
                 drop(slot);
+                acks.finish(&tags).await;
             });
         }
         if let Some(end) = end {
@@ -228,7 +232,7 @@ struct Settler {
 const REPUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Settler {
-    async fn settle_batch(&self, deliveries: Vec<Delivery>, handler: &Handler) {
+    async fn settle_batch(&self, deliveries: Vec<Delivery>, handler: &Handler, acks: &Acks) {
         let started = Instant::now();
         let mut batch = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
@@ -242,6 +246,7 @@ impl Settler {
                     let routing_key = delivery.routing_key.to_string();
                     tracing::error!(queue = %self.label, %error, routing_key, "dropping a malformed message");
                     self.ack(&delivery, "dead_lettered").await;
+                    acks.closed(delivery.delivery_tag).await;
                 }
             }
         }
@@ -275,8 +280,18 @@ impl Settler {
                 verdicts
             }
         };
-        for ((delivery, message), verdict) in batch.into_iter().zip(verdicts) {
-            self.settle(delivery, message, verdict, started).await;
+        // The finished ones first, acked in as few frames as the ledger allows; then the
+        // failed ones, whose republishing takes longer.
+        let (done, failed): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .zip(verdicts)
+            .partition(|(_, verdict)| matches!(verdict, Verdict::Done(_)));
+        for ((delivery, message), verdict) in done {
+            self.settle(delivery, message, verdict, started, acks).await;
+        }
+        acks.flush().await;
+        for ((delivery, message), verdict) in failed {
+            self.settle(delivery, message, verdict, started, acks).await;
         }
     }
 
@@ -297,7 +312,10 @@ impl Settler {
         message: WebhookMessage,
         verdict: Verdict,
         started: Instant,
+        acks: &Acks,
     ) {
+        let tag = delivery.delivery_tag;
+        let in_ledger = matches!(verdict, Verdict::Done(_));
         let routing_key = delivery.routing_key.to_string();
         let span = tracing::info_span!(
             "message",
@@ -309,7 +327,8 @@ impl Settler {
         );
         let outcome = match verdict {
             Verdict::Done(outcome) => {
-                self.ack(&delivery, outcome).await;
+                // Acked with its neighbours once they are done too (`Acks::flush`).
+                acks.ready(tag, delivery.acker.clone(), outcome);
                 Some(outcome)
             }
             Verdict::Retry(error) => match self.topology.retry_tier(message.retry_count as usize) {
@@ -345,6 +364,10 @@ impl Settler {
                 None
             }
         };
+        if !in_ledger {
+            // Acked alone after its republish, or nacked: later acks need not wait for it.
+            acks.closed(tag).await;
+        }
         if outcome.is_some() {
             self.metrics
                 .processing_duration
