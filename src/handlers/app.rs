@@ -14,7 +14,7 @@ pub(super) async fn uninstalled(
     delivery: &Delivery,
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
-    let _: IgnoredAny = parse(delivery, body)?;
+    let _: IgnoredAny = parse(&delivery.topic, body)?;
     db::shops::mark_uninstalled(client, delivery.shop_id, delivery.triggered_at).await?;
     Ok(Outcome::Processed)
 }

@@ -16,7 +16,7 @@ pub(super) async fn finish(
     delivery: &Delivery,
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
-    let finish: BulkOperationFinish = parse(delivery, body)?;
+    let finish: BulkOperationFinish = parse(&delivery.topic, body)?;
     let completed = finish.is_completed();
     let operation = finish.admin_graphql_api_id;
     if completed {

@@ -14,8 +14,8 @@ pub(super) async fn data_request(
     delivery: &Delivery,
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
-    let request: CustomersDataRequest = parse(delivery, body)?;
-    check_id(delivery, request.customer.id)?;
+    let request: CustomersDataRequest = parse(&delivery.topic, body)?;
+    check_id(&delivery.topic, request.customer.id)?;
     record(client, delivery, body, false).await?;
     Ok(Outcome::Processed)
 }
@@ -28,8 +28,8 @@ pub(super) async fn customer_redact(
     delivery: &Delivery,
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
-    let request: CustomersRedact = parse(delivery, body)?;
-    let customer = check_id(delivery, request.customer.id)?;
+    let request: CustomersRedact = parse(&delivery.topic, body)?;
+    let customer = check_id(&delivery.topic, request.customer.id)?;
     let shop = delivery.shop_id;
     let orders = &request.orders_to_redact;
     let found = db::customers::redact(client, shop, customer).await?;
@@ -54,7 +54,7 @@ pub(super) async fn shop_redact(
     delivery: &Delivery,
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
-    let _: ShopRedact = parse(delivery, body)?;
+    let _: ShopRedact = parse(&delivery.topic, body)?;
     let shop = delivery.shop_id;
     let customers = db::customers::delete_all(client, shop).await?;
     let orders = db::orders::delete_all(client, shop).await?;

@@ -3,8 +3,19 @@
 use deadpool_postgres::GenericClient;
 
 use super::{HandlerError, Outcome, check_id, parse, raw_json};
-use crate::db::{self, deliveries::Delivery};
-use crate::shopify::payload::{Customer, Deleted};
+use crate::db::{self, bulk::BulkRow, deliveries::Delivery};
+use crate::shopify::{
+    Topic,
+    payload::{Customer, Deleted},
+};
+
+/// The customer a create/update/enable/disable carries, checked, with its jsonb text.
+pub(super) fn plan(topic: &Topic, body: &[u8]) -> Result<BulkRow<Customer>, HandlerError> {
+    let record: Customer = parse(topic, body)?;
+    check_id(topic, record.id)?;
+    let raw = raw_json(topic, body)?.into_owned();
+    Ok(BulkRow { record, raw })
+}
 
 /// Every customer topic but delete carries the whole customer: last write wins.
 pub(super) async fn upsert(
@@ -12,13 +23,11 @@ pub(super) async fn upsert(
     delivery: &Delivery,
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
-    let customer: Customer = parse(delivery, body)?;
-    check_id(delivery, customer.id)?;
-    let raw = raw_json(delivery, body)?;
-    let applied = db::customers::upsert(client, delivery.shop_id, &customer, &raw).await?;
+    let row = plan(&delivery.topic, body)?;
+    let applied = db::customers::upsert(client, delivery.shop_id, &row.record, &row.raw).await?;
     if !applied {
         tracing::debug!(
-            customer = customer.id,
+            customer = row.record.id,
             "stored customer is newer, redacted or deleted-later; not changed"
         );
     }
@@ -31,8 +40,8 @@ pub(super) async fn delete(
     delivery: &Delivery,
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
-    let deleted: Deleted = parse(delivery, body)?;
-    let id = check_id(delivery, deleted.id)?;
+    let deleted: Deleted = parse(&delivery.topic, body)?;
+    let id = check_id(&delivery.topic, deleted.id)?;
     db::customers::mark_deleted(client, delivery.shop_id, id, delivery.triggered_at).await?;
     Ok(Outcome::Processed)
 }

@@ -26,8 +26,13 @@ use std::borrow::Cow;
 use deadpool_postgres::Transaction;
 use serde::de::DeserializeOwned;
 
-use crate::db::{DbError, deliveries::Delivery, deliveries::Finished, json::jsonb_text};
-use crate::shopify::Topic;
+use crate::db::{
+    DbError, bulk::BulkRow, deliveries::Delivery, deliveries::Finished, json::jsonb_text,
+};
+use crate::shopify::{
+    Topic,
+    payload::{Customer, Order},
+};
 
 /// What handling a webhook came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +85,48 @@ impl HandlerError {
     }
 }
 
+/// Topics that carry a whole customer: last-write-wins upserts.
+const CUSTOMER_UPSERTS: &[&str] = &[
+    "customers/create",
+    "customers/update",
+    "customers/enable",
+    "customers/disable",
+];
+
+/// Topics that carry a whole order: last-write-wins upserts.
+const ORDER_UPSERTS: &[&str] = &[
+    "orders/create",
+    "orders/updated",
+    "orders/paid",
+    "orders/cancelled",
+    "orders/fulfilled",
+    "orders/partially_fulfilled",
+];
+
+/// What a webhook of a batch writes, read from its payload before any statement runs, so the
+/// batch can write all its customers (and all its orders) with one statement.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// The customer to upsert under last write wins (`raw` is its jsonb text).
+    Customer(BulkRow<Customer>),
+    /// The order to upsert under last write wins.
+    Order(BulkRow<Order>),
+    /// Anything else: [`handle`] runs it inside the batch's transaction.
+    Other,
+}
+
+/// The [`Plan`] of a webhook; a payload error is the permanent one [`handle`] would return.
+pub fn plan(topic: &Topic, body: &[u8]) -> Result<Plan, HandlerError> {
+    let topic_str = topic.as_str();
+    Ok(if CUSTOMER_UPSERTS.contains(&topic_str) {
+        Plan::Customer(customers::plan(topic, body)?)
+    } else if ORDER_UPSERTS.contains(&topic_str) {
+        Plan::Order(orders::plan(topic, body)?)
+    } else {
+        Plan::Other
+    })
+}
+
 /// Applies one webhook's effect in `tx`. Any topic without a handler is [`Outcome::Ignored`].
 pub async fn handle(
     tx: &Transaction<'_>,
@@ -87,16 +134,9 @@ pub async fn handle(
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
     match delivery.topic.as_str() {
-        "customers/create" | "customers/update" | "customers/enable" | "customers/disable" => {
-            customers::upsert(tx, delivery, body).await
-        }
+        topic if CUSTOMER_UPSERTS.contains(&topic) => customers::upsert(tx, delivery, body).await,
         "customers/delete" => customers::delete(tx, delivery, body).await,
-        "orders/create"
-        | "orders/updated"
-        | "orders/paid"
-        | "orders/cancelled"
-        | "orders/fulfilled"
-        | "orders/partially_fulfilled" => orders::upsert(tx, delivery, body).await,
+        topic if ORDER_UPSERTS.contains(&topic) => orders::upsert(tx, delivery, body).await,
         "orders/edited" => orders::edited(delivery, body),
         "orders/delete" => orders::delete(tx, delivery, body).await,
         "app/uninstalled" => app::uninstalled(tx, delivery, body).await,
@@ -110,23 +150,23 @@ pub async fn handle(
 
 /// The typed payload, or a permanent error naming the topic and serde's reason
 /// (e.g. "customers/update payload: missing field `id` at line 1 column 20").
-fn parse<T: DeserializeOwned>(delivery: &Delivery, body: &[u8]) -> Result<T, HandlerError> {
-    serde_json::from_slice(body).map_err(|e| HandlerError::invalid(&delivery.topic, e.to_string()))
+fn parse<T: DeserializeOwned>(topic: &Topic, body: &[u8]) -> Result<T, HandlerError> {
+    serde_json::from_slice(body).map_err(|e| HandlerError::invalid(topic, e.to_string()))
 }
 
 /// Shopify ids are positive; anything else is not an id of a real resource.
-fn check_id(delivery: &Delivery, id: i64) -> Result<i64, HandlerError> {
+fn check_id(topic: &Topic, id: i64) -> Result<i64, HandlerError> {
     if id > 0 {
         Ok(id)
     } else {
         Err(HandlerError::invalid(
-            &delivery.topic,
+            topic,
             format!("id {id} is out of range"),
         ))
     }
 }
 
 /// The body as text for a `raw` jsonb column (the body parsed already, so it is UTF-8).
-fn raw_json<'a>(delivery: &Delivery, body: &'a [u8]) -> Result<Cow<'a, str>, HandlerError> {
-    jsonb_text(body).ok_or_else(|| HandlerError::invalid(&delivery.topic, "body is not UTF-8"))
+fn raw_json<'a>(topic: &Topic, body: &'a [u8]) -> Result<Cow<'a, str>, HandlerError> {
+    jsonb_text(body).ok_or_else(|| HandlerError::invalid(topic, "body is not UTF-8"))
 }

@@ -3,8 +3,19 @@
 use deadpool_postgres::GenericClient;
 
 use super::{HandlerError, Outcome, check_id, parse, raw_json};
-use crate::db::{self, deliveries::Delivery};
-use crate::shopify::payload::{Deleted, Order, OrderEdited};
+use crate::db::{self, bulk::BulkRow, deliveries::Delivery};
+use crate::shopify::{
+    Topic,
+    payload::{Deleted, Order, OrderEdited},
+};
+
+/// The order an upsert topic carries, checked, with its jsonb text.
+pub(super) fn plan(topic: &Topic, body: &[u8]) -> Result<BulkRow<Order>, HandlerError> {
+    let record: Order = parse(topic, body)?;
+    check_id(topic, record.id)?;
+    let raw = raw_json(topic, body)?.into_owned();
+    Ok(BulkRow { record, raw })
+}
 
 /// Every order topic but edited and delete carries the whole order: last write wins.
 pub(super) async fn upsert(
@@ -12,13 +23,11 @@ pub(super) async fn upsert(
     delivery: &Delivery,
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
-    let order: Order = parse(delivery, body)?;
-    check_id(delivery, order.id)?;
-    let raw = raw_json(delivery, body)?;
-    let applied = db::orders::upsert(client, delivery.shop_id, &order, &raw).await?;
+    let row = plan(&delivery.topic, body)?;
+    let applied = db::orders::upsert(client, delivery.shop_id, &row.record, &row.raw).await?;
     if !applied {
         tracing::debug!(
-            order = order.id,
+            order = row.record.id,
             "stored order is newer or redacted; not changed"
         );
     }
@@ -29,8 +38,8 @@ pub(super) async fn upsert(
 /// `orders/updated` holding the edited order. So it is checked and processed with no change:
 /// nothing in it may stand in for the order's fields.
 pub(super) fn edited(delivery: &Delivery, body: &[u8]) -> Result<Outcome, HandlerError> {
-    let edited: OrderEdited = parse(delivery, body)?;
-    check_id(delivery, edited.order_edit.order_id)?;
+    let edited: OrderEdited = parse(&delivery.topic, body)?;
+    check_id(&delivery.topic, edited.order_edit.order_id)?;
     Ok(Outcome::Processed)
 }
 
@@ -40,8 +49,8 @@ pub(super) async fn delete(
     delivery: &Delivery,
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
-    let deleted: Deleted = parse(delivery, body)?;
-    let id = check_id(delivery, deleted.id)?;
+    let deleted: Deleted = parse(&delivery.topic, body)?;
+    let id = check_id(&delivery.topic, deleted.id)?;
     db::orders::mark_deleted(client, delivery.shop_id, id, delivery.triggered_at).await?;
     Ok(Outcome::Processed)
 }

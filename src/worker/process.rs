@@ -25,9 +25,11 @@ use crate::{
     broker::{WebhookMessage, consumer::Verdict},
     db::{
         self, DbError,
-        deliveries::{self, Begin, NewDelivery},
+        bulk::BulkRow,
+        deliveries::{self, Begin, Claim, Finished, NewDelivery},
     },
-    handlers::{self, HandlerError, Outcome},
+    handlers::{self, HandlerError, Outcome, Plan},
+    shopify::payload::{Customer, Order},
     sync::{Resolution, Syncer},
 };
 
@@ -47,6 +49,7 @@ pub async fn process_batch(
     }
     let mut verdicts: Vec<Option<Verdict>> = vec![None; messages.len()];
     let (mut together, mut alone) = (Vec::new(), Vec::new());
+    let mut plans = Vec::new();
     let mut seen = HashSet::new();
     for (i, message) in messages.iter().enumerate() {
         let h = &message.headers;
@@ -56,10 +59,17 @@ pub async fn process_batch(
             // The same webhook twice in one batch: the first copy settles it.
             verdicts[i] = Some(Verdict::Done("duplicate"));
         } else {
-            together.push(i);
+            match handlers::plan(&h.topic, &message.body) {
+                Ok(plan) => {
+                    together.push(i);
+                    plans.push(plan);
+                }
+                // A payload that can never be processed goes its own way, to dead letters.
+                Err(_) => alone.push(i),
+            }
         }
     }
-    match apply_batch(&pool, &messages, &together).await {
+    match apply_batch(&pool, &messages, &together, plans).await {
         Ok(applied) => {
             for (i, applied) in together.into_iter().zip(applied) {
                 verdicts[i] = Some(match applied {
@@ -83,11 +93,19 @@ pub async fn process_batch(
         .collect()
 }
 
-/// The messages at `indexes` in one transaction. Bulk finishes are never among them.
+/// The messages at `indexes`, whose plans are `plans`, in one transaction. Bulk finishes are
+/// never among them.
+///
+/// Statements per batch, whatever its size: the shop lookup, one claim of every delivery
+/// ([`deliveries::begin_many`]), one last-write-wins upsert of all its customers and one of
+/// all its orders (per shop; the bulk import's, under the same rule), then the commit. A claimed
+/// customer or order webhook is claimed already `processed`: it commits with its effect or not
+/// at all. Other topics run their handler on the same connection, pipelined.
 async fn apply_batch(
     pool: &Pool,
     messages: &[WebhookMessage],
     indexes: &[usize],
+    plans: Vec<Plan>,
 ) -> Result<Vec<Applied>, HandlerError> {
     let mut client = pool.get().await.map_err(DbError::from)?;
     let tx = client.transaction().await.map_err(DbError::from)?;
@@ -100,28 +118,75 @@ async fn apply_batch(
             shops.insert(shop.as_str(), id);
         }
     }
-    // The messages' statements are pipelined on the one connection (tokio-postgres sends a
-    // query while earlier ones are still out): the batch costs a few round trips, not a few per
-    // message. Each message's own steps stay in order; the messages are distinct webhooks, and
-    // last-write-wins makes their order irrelevant.
-    let (tx_ref, shops) = (&tx, &shops);
-    let applied = futures::future::try_join_all(indexes.iter().map(|&i| async move {
-        let tx = tx_ref;
-        let message = &messages[i];
-        let new = NewDelivery::new(&message.headers, &message.body, message.retry_count);
-        let shop_id = shops[message.headers.shop.as_str()];
-        Ok::<_, HandlerError>(match deliveries::begin_in_shop(tx, shop_id, &new).await? {
-            Begin::AlreadyDone => Applied::Duplicate,
-            Begin::Started(delivery) => {
-                let outcome = handlers::handle(tx, &delivery, &message.body).await?;
-                deliveries::finish(tx, delivery.id, outcome.finished()).await?;
-                Applied::Handled(outcome)
-            }
+    let shop_of = |i: usize| shops[messages[i].headers.shop.as_str()];
+    let news: Vec<NewDelivery> = indexes
+        .iter()
+        .map(|&i| {
+            let message = &messages[i];
+            NewDelivery::new(&message.headers, &message.body, message.retry_count)
         })
-    }))
-    .await?;
+        .collect();
+    let claims: Vec<(i64, &NewDelivery, Claim)> = indexes
+        .iter()
+        .zip(&news)
+        .zip(&plans)
+        .map(|((&i, new), plan)| {
+            let claim = match plan {
+                Plan::Other => Claim::Processing,
+                Plan::Customer(_) | Plan::Order(_) => Claim::Finished(Finished::Processed),
+            };
+            (shop_of(i), new, claim)
+        })
+        .collect();
+    let claimed = deliveries::begin_many(&tx, &claims).await?;
+
+    let mut customers: HashMap<i64, Vec<BulkRow<Customer>>> = HashMap::new();
+    let mut orders: HashMap<i64, Vec<BulkRow<Order>>> = HashMap::new();
+    let mut others = Vec::new();
+    let mut applied = Vec::with_capacity(indexes.len());
+    for (k, plan) in plans.into_iter().enumerate() {
+        let (i, shop_id) = (indexes[k], shop_of(indexes[k]));
+        let Some(delivery_id) = claimed[k] else {
+            applied.push(Some(Applied::Duplicate));
+            continue;
+        };
+        match plan {
+            Plan::Customer(row) => customers.entry(shop_id).or_default().push(row),
+            Plan::Order(row) => orders.entry(shop_id).or_default().push(row),
+            Plan::Other => {
+                others.push((k, i, news[k].delivery(delivery_id, shop_id)));
+                applied.push(None);
+                continue;
+            }
+        }
+        applied.push(Some(Applied::Handled(Outcome::Processed)));
+    }
+    // All on the one connection, pipelined: tokio-postgres sends a statement while earlier ones
+    // are still out. The webhooks are distinct, and last-write-wins makes their order irrelevant.
+    let tx_ref = &tx;
+    let upserts = async {
+        for (shop_id, rows) in &customers {
+            db::bulk::upsert_customers(tx_ref, *shop_id, rows).await?;
+        }
+        for (shop_id, rows) in &orders {
+            db::bulk::upsert_orders(tx_ref, *shop_id, rows).await?;
+        }
+        Ok::<_, HandlerError>(())
+    };
+    let handled = futures::future::try_join_all(others.iter().map(|(k, i, delivery)| async move {
+        let outcome = handlers::handle(tx_ref, delivery, &messages[*i].body).await?;
+        deliveries::finish(tx_ref, delivery.id, outcome.finished()).await?;
+        Ok::<_, HandlerError>((*k, outcome))
+    }));
+    let ((), handled) = futures::future::try_join(upserts, handled).await?;
+    for (k, outcome) in handled {
+        applied[k] = Some(Applied::Handled(outcome));
+    }
     tx.commit().await.map_err(DbError::from)?;
-    Ok(applied)
+    Ok(applied
+        .into_iter()
+        .map(|a| a.expect("every message of the batch is applied"))
+        .collect())
 }
 
 /// Processes `message` alone and says how to settle it.

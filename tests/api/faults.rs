@@ -51,7 +51,7 @@ fn webhooks(count: usize) -> Vec<Webhook> {
         .collect()
 }
 
-async fn install_effect_audit(db: &TestDb) {
+pub(crate) async fn install_effect_audit(db: &TestDb) {
     db.client()
         .await
         .batch_execute(
@@ -73,7 +73,7 @@ async fn install_effect_audit(db: &TestDb) {
 
 /// Posts every webhook, 16 at a time, retrying a refusal as Shopify does. Returns how many
 /// were accepted and how many attempts were refused on the way.
-async fn send_all(address: &str, webhooks: &[Webhook]) -> (usize, usize) {
+pub(crate) async fn send_all(address: &str, webhooks: &[Webhook]) -> (usize, usize) {
     let refused = AtomicUsize::new(0);
     let http = reqwest::Client::new();
     let accepted = stream::iter(webhooks)
@@ -105,12 +105,12 @@ async fn send_all(address: &str, webhooks: &[Webhook]) -> (usize, usize) {
 }
 
 #[derive(Debug)]
-struct Tally {
+pub(crate) struct Tally {
     scenario: &'static str,
     sent: usize,
     accepted: usize,
-    processed: i64,
-    dead_lettered: i64,
+    pub(crate) processed: i64,
+    pub(crate) dead_lettered: i64,
     lost: i64,
     double_applied: i64,
 }
@@ -118,7 +118,7 @@ struct Tally {
 impl Tally {
     /// Waits until every accepted webhook is `processed` or `dead_letter` (or the wait ends),
     /// then counts.
-    async fn count(
+    pub(crate) async fn count(
         scenario: &'static str,
         db: &TestDb,
         sent: usize,
@@ -180,7 +180,7 @@ impl Tally {
         );
     }
 
-    fn assert_nothing_lost(&self) {
+    pub(crate) fn assert_nothing_lost(&self) {
         assert_eq!(self.accepted, self.sent, "{self:?}");
         assert_eq!(self.lost, 0, "{self:?}");
         assert_eq!(self.double_applied, 0, "{self:?}");
@@ -197,7 +197,7 @@ async fn customers(db: &TestDb) -> i64 {
 }
 
 /// A `shopify-sync worker` child process on the test's database and prefix.
-fn start_worker(prefix: &str, db: &TestDb) -> tokio::process::Child {
+pub(crate) fn start_worker(prefix: &str, db: &TestDb) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_shopify-sync"))
         .arg("worker")
         .env_clear()

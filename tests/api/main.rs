@@ -4,6 +4,7 @@
 #[allow(dead_code)] // each test module uses a part of the harness
 mod helpers;
 
+mod batches;
 mod cli;
 mod failures;
 mod faults;

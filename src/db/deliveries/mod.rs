@@ -5,6 +5,7 @@
 //! it records the failed attempt with [`record_failure`] or [`record_dead_letter`].
 
 mod attempts;
+mod batch;
 mod query;
 mod scrub;
 
@@ -17,6 +18,7 @@ use super::{DbError, json::StoredBody, shops};
 use crate::shopify::{ShopDomain, Topic, WebhookHeaders, WebhookId};
 
 pub use attempts::{record_dead_letter, record_failure};
+pub use batch::{Claim, begin_many};
 pub use query::{DeliveryRow, ListFilter, ReplaySelection, StoredWebhook, for_replay, list};
 pub use scrub::{scrub_for_customer, scrub_shop};
 
@@ -94,6 +96,18 @@ impl<'a> NewDelivery<'a> {
                 .map(|t| t.to_utc()),
             payload,
             attempt: i32::try_from(retry_count.saturating_add(1)).unwrap_or(i32::MAX),
+        }
+    }
+
+    /// The delivery once claimed as row `id` of shop `shop_id`.
+    pub fn delivery(&self, id: i64, shop_id: i64) -> Delivery {
+        Delivery {
+            id,
+            shop_id,
+            topic: self.topic.clone(),
+            webhook_id: self.webhook_id.clone(),
+            triggered_at: self.triggered_at,
+            attempt: self.attempt,
         }
     }
 }
@@ -178,14 +192,7 @@ pub async fn begin_in_shop(
         .await?;
     Ok(match row {
         None => Begin::AlreadyDone,
-        Some(row) => Begin::Started(Delivery {
-            id: row.get(0),
-            shop_id,
-            topic: new.topic.clone(),
-            webhook_id: new.webhook_id.clone(),
-            triggered_at: new.triggered_at,
-            attempt: new.attempt,
-        }),
+        Some(row) => Begin::Started(new.delivery(row.get(0), shop_id)),
     })
 }
 
