@@ -104,9 +104,9 @@ async fn measure_all(bench: &mut Bench) -> anyhow::Result<()> {
         let publish = raw::publish_confirm(bench, raw::Publish::Bare).await?;
         raw::consume_ack(bench).await?;
         cpu::settle().await;
-        raw::publish_confirm(bench, raw::Publish::AsTheService).await?;
+        let same = raw::publish_confirm(bench, raw::Publish::AsTheService).await?;
         service::purge(bench).await?;
-        service::receiver_load(bench, publish).await?;
+        service::receiver_load(bench, publish, same).await?;
     }
     if only.contains(&Part::E2e) {
         cpu::settle().await;
