@@ -1,8 +1,9 @@
 //! Workers: the handlers of [`crate::handlers`] behind the consumer loop of [`crate::broker`].
 //!
-//! One message is one Postgres transaction: claim the delivery (dedupe), apply the effect, mark
-//! it processed, commit — and only then does the consumer ack. A failed attempt is rolled back and
-//! recorded `failed` outside the transaction; the dead-letter consumer records `dead_letter`.
+//! A batch of messages (one, under light load) is one Postgres transaction: claim the deliveries
+//! (dedupe), apply the effects, mark them processed, commit — and only then does the consumer
+//! ack. A failed attempt is rolled back and recorded `failed` outside the transaction; the
+//! dead-letter consumer records `dead_letter`.
 
 mod dead_letter;
 mod process;
