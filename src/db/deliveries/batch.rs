@@ -25,7 +25,8 @@ impl Claim {
     }
 }
 
-/// [`super::begin_in_shop`] for many deliveries at once: one `INSERT … SELECT FROM UNNEST`.
+/// Claims deliveries of known shops, any number in one `INSERT … SELECT FROM UNNEST` (one for
+/// [`super::begin`]).
 /// Returns, per input, the claimed row's id, or `None` for a delivery already `processed` or
 /// `ignored` (a redelivery, to be acked with no effect).
 ///

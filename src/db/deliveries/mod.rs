@@ -14,7 +14,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 
-use super::{DbError, json::StoredBody, shops};
+use super::{DbError, shops};
 use crate::shopify::{ShopDomain, Topic, WebhookHeaders, WebhookId};
 
 pub use attempts::{record_dead_letter, record_failure};
@@ -145,54 +145,10 @@ pub enum Finished {
 /// for the first to commit and then finds the row done.
 pub async fn begin(tx: &Transaction<'_>, new: &NewDelivery<'_>) -> Result<Begin, DbError> {
     let shop_id = shops::get_or_create(tx, new.shop).await?;
-    begin_in_shop(tx, shop_id, new).await
-}
-
-/// [`begin`] for a caller that already knows the shop's id (a batch looks each shop up once).
-pub async fn begin_in_shop(
-    tx: &Transaction<'_>,
-    shop_id: i64,
-    new: &NewDelivery<'_>,
-) -> Result<Begin, DbError> {
-    let body = StoredBody::new(new.payload);
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO webhook_deliveries AS d (shop_id, webhook_id, event_id, topic,
-                    api_version, status, attempts, payload, payload_raw, triggered_at)
-             VALUES ($1, $2, $3, $4, $5, 'processing', $6, $7::text::jsonb, $8, $9)
-             ON CONFLICT (shop_id, webhook_id) DO UPDATE
-                SET status = 'processing',
-                    attempts = EXCLUDED.attempts,
-                    event_id = COALESCE(EXCLUDED.event_id, d.event_id),
-                    topic = EXCLUDED.topic,
-                    api_version = EXCLUDED.api_version,
-                    payload = EXCLUDED.payload,
-                    payload_raw = EXCLUDED.payload_raw,
-                    triggered_at = COALESCE(EXCLUDED.triggered_at, d.triggered_at),
-                    updated_at = now()
-              WHERE d.status NOT IN ('processed', 'ignored')
-             RETURNING id",
-        )
-        .await?;
-    let row = tx
-        .query_opt(
-            &statement,
-            &[
-                &shop_id,
-                &new.webhook_id.as_str(),
-                &new.event_id,
-                &new.topic.as_str(),
-                &new.api_version,
-                &new.attempt,
-                &body.json_str(),
-                &body.raw,
-                &new.triggered_at,
-            ],
-        )
-        .await?;
-    Ok(match row {
+    let claimed = begin_many(tx, &[(shop_id, new, Claim::Processing)]).await?;
+    Ok(match claimed.first().copied().flatten() {
         None => Begin::AlreadyDone,
-        Some(row) => Begin::Started(new.delivery(row.get(0), shop_id)),
+        Some(id) => Begin::Started(new.delivery(id, shop_id)),
     })
 }
 
