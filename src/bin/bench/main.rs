@@ -10,6 +10,9 @@ mod cpu;
 mod load;
 mod raw;
 mod report;
+// `service::bulk_import` is superseded by `bulk::measure` (which has COPY per table and CPU per
+// row) and left in place only because that file is not this branch's: delete it on merge.
+#[allow(dead_code)]
 mod service;
 
 use std::collections::HashMap;
@@ -115,9 +118,9 @@ async fn measure_all(bench: &mut Bench) -> anyhow::Result<()> {
         service::end_to_end(bench, ceiling).await?;
     }
     if only.contains(&Part::Bulk) {
-        cpu::settle().await;
-        let copy = raw::copy_rows(bench).await?;
-        service::bulk_import(bench, copy).await?;
+        let customers = raw::copy_customers(bench).await?;
+        let orders = raw::copy_orders(bench).await?;
+        bulk::measure(bench, customers, orders).await?;
     }
     Ok(())
 }
