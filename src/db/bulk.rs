@@ -51,12 +51,9 @@ pub async fn upsert_customers(
                 AND c.redacted_at IS NULL",
         )
         .await?;
-    let column = |f: fn(&Customer) -> Option<String>| -> Vec<Option<String>> {
-        rows.iter().map(|r| f(&r.record)).collect()
-    };
-    let ids: Vec<i64> = rows.iter().map(|r| r.record.id).collect();
-    let created: Vec<Option<Timestamp>> = rows.iter().map(|r| r.record.created_at).collect();
-    let updated: Vec<Option<Timestamp>> = rows.iter().map(|r| r.record.updated_at).collect();
+    let ids: Vec<i64> = column(&rows, |c| c.id);
+    let created: Vec<Option<Timestamp>> = column(&rows, |c| c.created_at);
+    let updated: Vec<Option<Timestamp>> = column(&rows, |c| c.updated_at);
     let raw: Vec<&str> = rows.iter().map(|r| r.raw.as_str()).collect();
     Ok(client
         .execute(
@@ -64,11 +61,11 @@ pub async fn upsert_customers(
             &[
                 &shop_id,
                 &ids,
-                &column(|c| c.email.clone()),
-                &column(|c| c.first_name.clone()),
-                &column(|c| c.last_name.clone()),
-                &column(|c| c.phone.clone()),
-                &column(|c| c.state.clone()),
+                &column(&rows, |c| c.email.as_deref()),
+                &column(&rows, |c| c.first_name.as_deref()),
+                &column(&rows, |c| c.last_name.as_deref()),
+                &column(&rows, |c| c.phone.as_deref()),
+                &column(&rows, |c| c.state.as_deref()),
                 &created,
                 &updated,
                 &raw,
@@ -116,18 +113,9 @@ pub async fn upsert_orders(
                 AND o.redacted_at IS NULL",
         )
         .await?;
-    let column = |f: fn(&Order) -> Option<String>| -> Vec<Option<String>> {
-        rows.iter().map(|r| f(&r.record)).collect()
-    };
-    let times = |f: fn(&Order) -> Option<Timestamp>| -> Vec<Option<Timestamp>> {
-        rows.iter().map(|r| f(&r.record)).collect()
-    };
-    let ids: Vec<i64> = rows.iter().map(|r| r.record.id).collect();
-    let customers: Vec<Option<i64>> = rows
-        .iter()
-        .map(|r| r.record.customer.as_ref().map(|c| c.id))
-        .collect();
-    let totals: Vec<_> = rows.iter().map(|r| r.record.total_price).collect();
+    let ids: Vec<i64> = column(&rows, |o| o.id);
+    let customers: Vec<Option<i64>> = column(&rows, |o| o.customer.as_ref().map(|c| c.id));
+    let totals: Vec<_> = column(&rows, |o| o.total_price);
     let raw: Vec<&str> = rows.iter().map(|r| r.raw.as_str()).collect();
     Ok(client
         .execute(
@@ -136,19 +124,24 @@ pub async fn upsert_orders(
                 &shop_id,
                 &ids,
                 &customers,
-                &column(|o| o.name.clone()),
-                &column(|o| o.email.clone()),
-                &column(|o| o.financial_status.clone()),
-                &column(|o| o.fulfillment_status.clone()),
-                &column(|o| o.currency.clone()),
+                &column(&rows, |o| o.name.as_deref()),
+                &column(&rows, |o| o.email.as_deref()),
+                &column(&rows, |o| o.financial_status.as_deref()),
+                &column(&rows, |o| o.fulfillment_status.as_deref()),
+                &column(&rows, |o| o.currency.as_deref()),
                 &totals,
-                &times(|o| o.cancelled_at),
-                &times(|o| o.created_at),
-                &times(|o| o.updated_at),
+                &column(&rows, |o| o.cancelled_at),
+                &column(&rows, |o| o.created_at),
+                &column(&rows, |o| o.updated_at),
                 &raw,
             ],
         )
         .await?)
+}
+
+/// One array parameter: `field` of every row, borrowed from the rows.
+fn column<'a, T, V>(rows: &[&'a BulkRow<T>], field: impl Fn(&'a T) -> V) -> Vec<V> {
+    rows.iter().map(|r| field(&r.record)).collect()
 }
 
 /// One row per id, the newest (Postgres refuses to update one row twice in a statement; a
