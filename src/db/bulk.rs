@@ -1,5 +1,7 @@
-//! Batched last-write-wins upserts for bulk imports: one statement per batch (UNNEST of one
-//! array per column), under exactly the rule of the webhook upserts in
+//! Batched last-write-wins upserts for bulk imports: one statement per batch (one array per
+//! column, unnested side by side in the select list: Postgres then walks the arrays in step,
+//! where `FROM UNNEST(a, b, …)` would first copy each one into a tuplestore), under exactly the
+//! rule of the webhook upserts in
 //! [`super::customers::upsert`] and [`super::orders::upsert`]: the stored row changes only when
 //! its `shopify_updated_at` is NULL or `<=` the incoming one, a delete is never undone, a
 //! redacted row is never refilled.
@@ -32,10 +34,12 @@ pub async fn upsert_customers(
                     state, shopify_created_at, shopify_updated_at, raw)
              SELECT $1, t.shopify_id, t.email, t.first_name, t.last_name, t.phone, t.state,
                     t.created_at, t.updated_at, t.raw::jsonb
-               FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                           $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[])
-                    AS t(shopify_id, email, first_name, last_name, phone, state, created_at,
-                         updated_at, raw)
+               FROM (SELECT unnest($2::bigint[]) AS shopify_id, unnest($3::text[]) AS email,
+                            unnest($4::text[]) AS first_name, unnest($5::text[]) AS last_name,
+                            unnest($6::text[]) AS phone, unnest($7::text[]) AS state,
+                            unnest($8::timestamptz[]) AS created_at,
+                            unnest($9::timestamptz[]) AS updated_at,
+                            unnest($10::text[]) AS raw) AS t
              ON CONFLICT (shop_id, shopify_id) DO UPDATE
                 SET email = EXCLUDED.email,
                     first_name = EXCLUDED.first_name,
@@ -89,12 +93,15 @@ pub async fn upsert_orders(
              SELECT $1, t.shopify_id, t.customer_id, t.name, t.email, t.financial_status,
                     t.fulfillment_status, t.currency, t.total_price, t.cancelled_at,
                     t.created_at, t.updated_at, t.raw::jsonb
-               FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                           $7::text[], $8::text[], $9::numeric[], $10::timestamptz[],
-                           $11::timestamptz[], $12::timestamptz[], $13::text[])
-                    AS t(shopify_id, customer_id, name, email, financial_status,
-                         fulfillment_status, currency, total_price, cancelled_at, created_at,
-                         updated_at, raw)
+               FROM (SELECT unnest($2::bigint[]) AS shopify_id,
+                            unnest($3::bigint[]) AS customer_id, unnest($4::text[]) AS name,
+                            unnest($5::text[]) AS email, unnest($6::text[]) AS financial_status,
+                            unnest($7::text[]) AS fulfillment_status,
+                            unnest($8::text[]) AS currency, unnest($9::numeric[]) AS total_price,
+                            unnest($10::timestamptz[]) AS cancelled_at,
+                            unnest($11::timestamptz[]) AS created_at,
+                            unnest($12::timestamptz[]) AS updated_at,
+                            unnest($13::text[]) AS raw) AS t
              ON CONFLICT (shop_id, shopify_id) DO UPDATE
                 SET customer_shopify_id = EXCLUDED.customer_shopify_id,
                     name = EXCLUDED.name,
