@@ -1,5 +1,7 @@
-//! Batched last-write-wins upserts for bulk imports: one statement per batch (UNNEST of one
-//! array per column), under exactly the rule of the webhook upserts in
+//! Batched last-write-wins upserts for bulk imports: one statement per batch (one array per
+//! column, unnested side by side in the select list: Postgres then walks the arrays in step,
+//! where `FROM UNNEST(a, b, …)` would first copy each one into a tuplestore), under exactly the
+//! rule of the webhook upserts in
 //! [`super::customers::upsert`] and [`super::orders::upsert`]: the stored row changes only when
 //! its `shopify_updated_at` is NULL or `<=` the incoming one, a delete is never undone, a
 //! redacted row is never refilled.
@@ -32,10 +34,12 @@ pub async fn upsert_customers(
                     state, shopify_created_at, shopify_updated_at, raw)
              SELECT $1, t.shopify_id, t.email, t.first_name, t.last_name, t.phone, t.state,
                     t.created_at, t.updated_at, t.raw::jsonb
-               FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                           $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[])
-                    AS t(shopify_id, email, first_name, last_name, phone, state, created_at,
-                         updated_at, raw)
+               FROM (SELECT unnest($2::bigint[]) AS shopify_id, unnest($3::text[]) AS email,
+                            unnest($4::text[]) AS first_name, unnest($5::text[]) AS last_name,
+                            unnest($6::text[]) AS phone, unnest($7::text[]) AS state,
+                            unnest($8::timestamptz[]) AS created_at,
+                            unnest($9::timestamptz[]) AS updated_at,
+                            unnest($10::text[]) AS raw) AS t
              ON CONFLICT (shop_id, shopify_id) DO UPDATE
                 SET email = EXCLUDED.email,
                     first_name = EXCLUDED.first_name,
@@ -51,12 +55,9 @@ pub async fn upsert_customers(
                 AND c.redacted_at IS NULL",
         )
         .await?;
-    let column = |f: fn(&Customer) -> Option<String>| -> Vec<Option<String>> {
-        rows.iter().map(|r| f(&r.record)).collect()
-    };
-    let ids: Vec<i64> = rows.iter().map(|r| r.record.id).collect();
-    let created: Vec<Option<Timestamp>> = rows.iter().map(|r| r.record.created_at).collect();
-    let updated: Vec<Option<Timestamp>> = rows.iter().map(|r| r.record.updated_at).collect();
+    let ids: Vec<i64> = column(&rows, |c| c.id);
+    let created: Vec<Option<Timestamp>> = column(&rows, |c| c.created_at);
+    let updated: Vec<Option<Timestamp>> = column(&rows, |c| c.updated_at);
     let raw: Vec<&str> = rows.iter().map(|r| r.raw.as_str()).collect();
     Ok(client
         .execute(
@@ -64,11 +65,11 @@ pub async fn upsert_customers(
             &[
                 &shop_id,
                 &ids,
-                &column(|c| c.email.clone()),
-                &column(|c| c.first_name.clone()),
-                &column(|c| c.last_name.clone()),
-                &column(|c| c.phone.clone()),
-                &column(|c| c.state.clone()),
+                &column(&rows, |c| c.email.as_deref()),
+                &column(&rows, |c| c.first_name.as_deref()),
+                &column(&rows, |c| c.last_name.as_deref()),
+                &column(&rows, |c| c.phone.as_deref()),
+                &column(&rows, |c| c.state.as_deref()),
                 &created,
                 &updated,
                 &raw,
@@ -92,12 +93,15 @@ pub async fn upsert_orders(
              SELECT $1, t.shopify_id, t.customer_id, t.name, t.email, t.financial_status,
                     t.fulfillment_status, t.currency, t.total_price, t.cancelled_at,
                     t.created_at, t.updated_at, t.raw::jsonb
-               FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                           $7::text[], $8::text[], $9::numeric[], $10::timestamptz[],
-                           $11::timestamptz[], $12::timestamptz[], $13::text[])
-                    AS t(shopify_id, customer_id, name, email, financial_status,
-                         fulfillment_status, currency, total_price, cancelled_at, created_at,
-                         updated_at, raw)
+               FROM (SELECT unnest($2::bigint[]) AS shopify_id,
+                            unnest($3::bigint[]) AS customer_id, unnest($4::text[]) AS name,
+                            unnest($5::text[]) AS email, unnest($6::text[]) AS financial_status,
+                            unnest($7::text[]) AS fulfillment_status,
+                            unnest($8::text[]) AS currency, unnest($9::numeric[]) AS total_price,
+                            unnest($10::timestamptz[]) AS cancelled_at,
+                            unnest($11::timestamptz[]) AS created_at,
+                            unnest($12::timestamptz[]) AS updated_at,
+                            unnest($13::text[]) AS raw) AS t
              ON CONFLICT (shop_id, shopify_id) DO UPDATE
                 SET customer_shopify_id = EXCLUDED.customer_shopify_id,
                     name = EXCLUDED.name,
@@ -116,18 +120,9 @@ pub async fn upsert_orders(
                 AND o.redacted_at IS NULL",
         )
         .await?;
-    let column = |f: fn(&Order) -> Option<String>| -> Vec<Option<String>> {
-        rows.iter().map(|r| f(&r.record)).collect()
-    };
-    let times = |f: fn(&Order) -> Option<Timestamp>| -> Vec<Option<Timestamp>> {
-        rows.iter().map(|r| f(&r.record)).collect()
-    };
-    let ids: Vec<i64> = rows.iter().map(|r| r.record.id).collect();
-    let customers: Vec<Option<i64>> = rows
-        .iter()
-        .map(|r| r.record.customer.as_ref().map(|c| c.id))
-        .collect();
-    let totals: Vec<_> = rows.iter().map(|r| r.record.total_price).collect();
+    let ids: Vec<i64> = column(&rows, |o| o.id);
+    let customers: Vec<Option<i64>> = column(&rows, |o| o.customer.as_ref().map(|c| c.id));
+    let totals: Vec<_> = column(&rows, |o| o.total_price);
     let raw: Vec<&str> = rows.iter().map(|r| r.raw.as_str()).collect();
     Ok(client
         .execute(
@@ -136,19 +131,24 @@ pub async fn upsert_orders(
                 &shop_id,
                 &ids,
                 &customers,
-                &column(|o| o.name.clone()),
-                &column(|o| o.email.clone()),
-                &column(|o| o.financial_status.clone()),
-                &column(|o| o.fulfillment_status.clone()),
-                &column(|o| o.currency.clone()),
+                &column(&rows, |o| o.name.as_deref()),
+                &column(&rows, |o| o.email.as_deref()),
+                &column(&rows, |o| o.financial_status.as_deref()),
+                &column(&rows, |o| o.fulfillment_status.as_deref()),
+                &column(&rows, |o| o.currency.as_deref()),
                 &totals,
-                &times(|o| o.cancelled_at),
-                &times(|o| o.created_at),
-                &times(|o| o.updated_at),
+                &column(&rows, |o| o.cancelled_at),
+                &column(&rows, |o| o.created_at),
+                &column(&rows, |o| o.updated_at),
                 &raw,
             ],
         )
         .await?)
+}
+
+/// One array parameter: `field` of every row, borrowed from the rows.
+fn column<'a, T, V>(rows: &[&'a BulkRow<T>], field: impl Fn(&'a T) -> V) -> Vec<V> {
+    rows.iter().map(|r| field(&r.record)).collect()
 }
 
 /// One row per id, the newest (Postgres refuses to update one row twice in a statement; a

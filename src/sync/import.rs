@@ -189,9 +189,10 @@ fn collect<T: Record>(
     batch: &mut Vec<BulkRow<T>>,
     stats: &mut ImportStats,
 ) -> Result<(), String> {
-    match parse_line::<T::Bulk, T>(line)? {
+    // Checked once here: the parser then reads a `str` and does not check each string again.
+    let text = std::str::from_utf8(line).map_err(|e| e.to_string())?;
+    match parse_line::<T::Bulk, T>(text)? {
         Line::Record(record) => {
-            let text = std::str::from_utf8(line).map_err(|e| e.to_string())?;
             batch.push(BulkRow {
                 record,
                 raw: jsonb_safe(text).into_owned(),

@@ -38,9 +38,9 @@ impl LineSplitter {
         self.buffer.extend_from_slice(chunk);
         self.peak = self.peak.max(self.buffer.len());
         let mut start = 0;
-        while let Some(end) = self.buffer[start..].iter().position(|b| *b == b'\n') {
-            let line = &self.buffer[start..start + end];
-            start += end + 1;
+        for end in memchr::memchr_iter(b'\n', &self.buffer) {
+            let line = &self.buffer[start..end];
+            start = end + 1;
             self.lines += 1;
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if !line.is_empty() {

@@ -115,9 +115,9 @@ async fn measure_all(bench: &mut Bench) -> anyhow::Result<()> {
         service::end_to_end(bench, ceiling).await?;
     }
     if only.contains(&Part::Bulk) {
-        cpu::settle().await;
-        let copy = raw::copy_rows(bench).await?;
-        service::bulk_import(bench, copy).await?;
+        let customers = raw::copy_customers(bench).await?;
+        let orders = raw::copy_orders(bench).await?;
+        bulk::measure(bench, customers, orders).await?;
     }
     Ok(())
 }

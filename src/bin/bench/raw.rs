@@ -1,6 +1,7 @@
 //! The machine's limits, measured with plain lapin and tokio-postgres.
 
 use std::{
+    io::Write,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -9,6 +10,7 @@ use std::{
 };
 
 use anyhow::Context;
+
 use futures::{SinkExt, StreamExt};
 use lapin::{
     BasicProperties, Confirmation, Connection, ConnectionProperties,
@@ -28,7 +30,7 @@ use shopify_sync::{
 };
 
 use super::{
-    Bench,
+    Bench, cpu,
     cpu::{Meter, Source},
     report::{per_second, rate},
 };
@@ -289,28 +291,73 @@ pub async fn transaction_ceiling(bench: &mut Bench) -> anyhow::Result<f64> {
     Ok(value)
 }
 
-/// `COPY` into the customers table: the ceiling of bulk loading.
-pub async fn copy_rows(bench: &mut Bench) -> anyhow::Result<f64> {
+/// `COPY` into the customers table: the ceiling of bulk loading customers.
+pub async fn copy_customers(bench: &mut Bench) -> anyhow::Result<f64> {
+    copy_rows(
+        bench,
+        "customers",
+        "shop_id, shopify_id, email, first_name, last_name, state, shopify_updated_at, raw",
+        |buffer, shop_id, i| {
+            writeln!(
+                buffer,
+                "{shop_id}\t{}\tc{i}@example.com\tBob\tBiller\tenabled\t2026-01-01 00:00:00+00\t{{\"id\": {}}}",
+                20_000_000 + i,
+                20_000_000 + i
+            )
+        },
+    )
+    .await
+}
+
+/// `COPY` into the orders table of the columns the import writes, each row as wide as the
+/// import's: the order line of the bench's result file as `raw`.
+pub async fn copy_orders(bench: &mut Bench) -> anyhow::Result<f64> {
+    copy_rows(
+        bench,
+        "orders",
+        "shop_id, shopify_id, customer_shopify_id, name, email, financial_status, \
+         fulfillment_status, currency, total_price, cancelled_at, shopify_created_at, \
+         shopify_updated_at, raw",
+        |buffer, shop_id, i| {
+            let id = i + 1;
+            // The bench file's order line; it holds no backslash or tab to escape for COPY.
+            let raw = super::bulk::line("orders", 2 * i);
+            write!(
+                buffer,
+                "{shop_id}\t{id}\t{id}\t#{id}\to{id}@example.com\tpaid\tfulfilled\tEUR\t{id}.95\t\\N\t\
+                 2026-01-01 00:00:00+00\t2026-05-01 00:00:00+00\t{raw}"
+            )
+        },
+    )
+    .await
+}
+
+/// `rows` lines of COPY text from `row` into `table`, on one connection; rows/s.
+async fn copy_rows(
+    bench: &mut Bench,
+    table: &str,
+    columns: &str,
+    row: impl Fn(&mut Vec<u8>, i64, usize) -> std::io::Result<()>,
+) -> anyhow::Result<f64> {
     let pool = db::pool(&bench.settings.database, 1);
     let client = pool.get().await?;
     let shop_id =
         db::shops::get_or_create(&client, &ShopDomain::parse(SHOP).expect("shop")).await?;
     let rows = 200_000usize;
+    quiet(bench).await?;
+    let meter = Meter::start(&[
+        ("client", Source::Pid(std::process::id())),
+        ("Postgres", Source::Named("postgres")),
+    ]);
     let started = Instant::now();
     let sink = client
-        .copy_in("COPY customers (shop_id, shopify_id, email, first_name, last_name, state, shopify_updated_at, raw) FROM STDIN")
+        .copy_in(&format!("COPY {table} ({columns}) FROM STDIN"))
         .await?;
     let mut sink = Box::pin(sink);
     let mut buffer = Vec::with_capacity(1 << 20);
     for i in 0..rows {
-        use std::io::Write;
-        writeln!(
-            buffer,
-            "{shop_id}\t{}\tc{i}@example.com\tBob\tBiller\tenabled\t2026-01-01 00:00:00+00\t{{\"id\": {}}}",
-            20_000_000 + i,
-            20_000_000 + i
-        )?;
-        if buffer.len() > (1 << 20) - 256 {
+        row(&mut buffer, shop_id, i)?;
+        if buffer.len() > (1 << 20) - 1024 {
             sink.send(bytes::Bytes::from(std::mem::take(&mut buffer)))
                 .await?;
         }
@@ -319,12 +366,26 @@ pub async fn copy_rows(bench: &mut Bench) -> anyhow::Result<f64> {
     sink.as_mut().finish().await?;
     let value = rate(rows, started.elapsed().as_secs_f64());
     bench.report.add(
-        "raw: COPY into customers",
+        &format!("raw: COPY into {table}"),
         per_second(value),
         &format!("{rows} rows, one connection"),
     );
+    bench.report.add(
+        &format!("raw: COPY into {table}: CPU per row"),
+        meter.per_item_tenths(rows),
+        "",
+    );
     truncate(bench).await?;
     Ok(value)
+}
+
+/// A checkpoint, then an idle broker and database: each bulk measurement starts with no dirty
+/// buffers or pending WAL of the one before.
+pub async fn quiet(bench: &Bench) -> anyhow::Result<()> {
+    let pool = db::pool(&bench.settings.database, 1);
+    pool.get().await?.batch_execute("CHECKPOINT").await?;
+    cpu::settle().await;
+    Ok(())
 }
 
 async fn truncate(bench: &Bench) -> anyhow::Result<()> {

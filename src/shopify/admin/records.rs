@@ -44,11 +44,11 @@ pub enum Line<T> {
 }
 
 /// Parses one JSONL line into `T`'s row. Errors name the problem, not the line's data.
-pub fn parse_line<B, T>(line: &[u8]) -> Result<Line<T>, String>
+pub fn parse_line<B, T>(line: &str) -> Result<Line<T>, String>
 where
     B: DeserializeOwned + IntoRecord<T>,
 {
-    let bulk: B = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let bulk: B = serde_json::from_str(line).map_err(|e| e.to_string())?;
     bulk.into_record()
 }
 
@@ -223,11 +223,11 @@ mod tests {
     use super::*;
 
     fn customer(line: &str) -> Line<Customer> {
-        parse_line::<BulkCustomer, Customer>(line.as_bytes()).unwrap()
+        parse_line::<BulkCustomer, Customer>(line).unwrap()
     }
 
     fn order(line: &str) -> Line<Order> {
-        parse_line::<BulkOrder, Order>(line.as_bytes()).unwrap()
+        parse_line::<BulkOrder, Order>(line).unwrap()
     }
 
     #[test]
@@ -333,13 +333,13 @@ mod tests {
 
     #[test]
     fn a_broken_line_or_money_as_a_float_is_an_error() {
-        assert!(parse_line::<BulkOrder, Order>(b"{\"id\":").is_err());
+        assert!(parse_line::<BulkOrder, Order>("{\"id\":").is_err());
         assert!(
             parse_line::<BulkOrder, Order>(
-                br#"{"id":"gid://shopify/Order/1","totalPriceSet":{"shopMoney":{"amount":1.5}}}"#
+                r#"{"id":"gid://shopify/Order/1","totalPriceSet":{"shopMoney":{"amount":1.5}}}"#
             )
             .is_err()
         );
-        assert!(parse_line::<BulkOrder, Order>(br#"{"id":"Order/1"}"#).is_err());
+        assert!(parse_line::<BulkOrder, Order>(r#"{"id":"Order/1"}"#).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Full syncs against a fake Admin API (a real HTTP server in the test): starting bulk queries,
 //! importing their results, stale reconciliation, and concurrent schedulers.
 
+mod bulk_rows;
 mod client;
 mod commands;
 mod import;
