@@ -179,9 +179,9 @@ pub async fn publish_confirm(bench: &mut Bench, kind: Publish) -> anyhow::Result
     Ok(value)
 }
 
-/// The message the receiver makes of customer webhook `i`.
-fn service_message(i: usize, body: &[u8]) -> WebhookMessage {
-    let headers = WebhookHeaders {
+/// The headers of raw customer webhook `i`.
+fn raw_headers(i: usize) -> WebhookHeaders {
+    WebhookHeaders {
         topic: Topic::parse("customers/update").expect("topic"),
         shop: ShopDomain::parse(SHOP).expect("shop"),
         webhook_id: WebhookId::parse(&format!("raw-{i}")).expect("id"),
@@ -190,8 +190,12 @@ fn service_message(i: usize, body: &[u8]) -> WebhookMessage {
         triggered_at: None,
         sub_topic: None,
         name: None,
-    };
-    WebhookMessage::new(headers, body.to_vec())
+    }
+}
+
+/// The message the receiver makes of customer webhook `i`.
+fn service_message(i: usize, body: &[u8]) -> WebhookMessage {
+    WebhookMessage::new(raw_headers(i), body.to_vec())
 }
 
 /// Consume + ack rate of the messages the publish measurement left, at the service's prefetch.
@@ -248,16 +252,7 @@ pub async fn transaction_ceiling(bench: &mut Bench) -> anyhow::Result<f64> {
                 if i >= total {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let headers = WebhookHeaders {
-                    topic: Topic::parse("customers/update").expect("topic"),
-                    shop: ShopDomain::parse(SHOP).expect("shop"),
-                    webhook_id: WebhookId::parse(&format!("raw-{i}")).expect("id"),
-                    api_version: "2026-10".into(),
-                    event_id: None,
-                    triggered_at: None,
-                    sub_topic: None,
-                    name: None,
-                };
+                let headers = raw_headers(i);
                 let body = customer_body(10_000_000 + i as i64);
                 let mut client = pool.get().await?;
                 let tx = client.transaction().await?;
