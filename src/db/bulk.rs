@@ -1,10 +1,14 @@
-//! Batched last-write-wins upserts for bulk imports: one statement per batch (one array per
-//! column, unnested side by side in the select list: Postgres then walks the arrays in step,
-//! where `FROM UNNEST(a, b, …)` would first copy each one into a tuplestore), under exactly the
-//! rule of the webhook upserts in
-//! [`super::customers::upsert`] and [`super::orders::upsert`]: the stored row changes only when
-//! its `shopify_updated_at` is NULL or `<=` the incoming one, a delete is never undone, a
-//! redacted row is never refilled.
+//! The last-write-wins upserts of customers and orders, for any number of rows: a webhook (one
+//! row), a worker's batch and a bulk import's batch all write through them, so the rule lives
+//! in one place. One statement per call (one array per column, unnested side by side in the
+//! select list: Postgres then walks the arrays in step, where `FROM UNNEST(a, b, …)` would first
+//! copy each one into a tuplestore).
+//!
+//! The rule, in one statement, so concurrent workers need no locks: the stored row changes only
+//! when its `shopify_updated_at` is NULL or `<=` the incoming `updated_at`. An incoming row
+//! without `updated_at` therefore only fills a row that has no timestamp either. `deleted_at` is
+//! never cleared (a delete raised `shopify_updated_at`, so older updates lose), and a redacted
+//! row is never refilled with personal data. Within one call, the newest row per id is kept.
 
 use std::collections::HashMap;
 

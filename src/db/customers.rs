@@ -1,10 +1,9 @@
-//! `customers`: last-write-wins upserts, deletes that stay deleted, and redaction.
+//! `customers`: deletes that stay deleted, and redaction (upserts: `super::bulk`).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
 use super::DbError;
-use crate::shopify::payload::Customer;
 
 /// Top-level keys of a customer's raw JSON that are not personal data and survive a redact.
 pub const NON_PERSONAL_KEYS: &[&str] = &[
@@ -16,60 +15,6 @@ pub const NON_PERSONAL_KEYS: &[&str] = &[
     "currency",
     "tax_exempt",
 ];
-
-/// Inserts or updates a customer from a webhook; true if the row changed.
-///
-/// Last write wins in one statement, so concurrent workers need no locks: the stored row changes
-/// only when its `shopify_updated_at` is NULL or not newer than the incoming `updated_at`. An
-/// incoming row without `updated_at` therefore only fills a row that has no timestamp either.
-/// `deleted_at` is never cleared (a delete raised `shopify_updated_at`, so older updates lose),
-/// and a redacted row is never refilled with personal data.
-pub async fn upsert(
-    client: &impl GenericClient,
-    shop_id: i64,
-    customer: &Customer,
-    raw_json: &str,
-) -> Result<bool, DbError> {
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO customers AS c (shop_id, shopify_id, email, first_name, last_name, phone,
-                    state, shopify_created_at, shopify_updated_at, raw)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb)
-             ON CONFLICT (shop_id, shopify_id) DO UPDATE
-                SET email = EXCLUDED.email,
-                    first_name = EXCLUDED.first_name,
-                    last_name = EXCLUDED.last_name,
-                    phone = EXCLUDED.phone,
-                    state = EXCLUDED.state,
-                    shopify_created_at = COALESCE(EXCLUDED.shopify_created_at, c.shopify_created_at),
-                    shopify_updated_at = EXCLUDED.shopify_updated_at,
-                    raw = EXCLUDED.raw,
-                    synced_at = now()
-              WHERE (c.shopify_updated_at IS NULL
-                     OR c.shopify_updated_at <= EXCLUDED.shopify_updated_at)
-                AND c.redacted_at IS NULL
-             RETURNING id",
-        )
-        .await?;
-    let row = client
-        .query_opt(
-            &statement,
-            &[
-                &shop_id,
-                &customer.id,
-                &customer.email,
-                &customer.first_name,
-                &customer.last_name,
-                &customer.phone,
-                &customer.state,
-                &customer.created_at,
-                &customer.updated_at,
-                &raw_json,
-            ],
-        )
-        .await?;
-    Ok(row.is_some())
-}
 
 /// `customers/delete` at `at` (the webhook's trigger time, else now).
 ///

@@ -1,10 +1,9 @@
-//! `orders`: last-write-wins upserts, deletes that stay deleted, and redaction.
+//! `orders`: deletes that stay deleted, and redaction (upserts: `super::bulk`).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
 use super::DbError;
-use crate::shopify::payload::Order;
 
 /// Top-level keys of an order's raw JSON that are not personal data and survive a redact
 /// (an allow-list: addresses, contact details, notes and client details all go).
@@ -30,63 +29,6 @@ pub const NON_PERSONAL_KEYS: &[&str] = &[
     "updated_at",
     "test",
 ];
-
-/// Inserts or updates an order from a webhook; true if the row changed. The same
-/// last-write-wins rule as [`super::customers::upsert`], in one statement.
-pub async fn upsert(
-    client: &impl GenericClient,
-    shop_id: i64,
-    order: &Order,
-    raw_json: &str,
-) -> Result<bool, DbError> {
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO orders AS o (shop_id, shopify_id, customer_shopify_id, name, email,
-                    financial_status, fulfillment_status, currency, total_price, cancelled_at,
-                    shopify_created_at, shopify_updated_at, raw)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb)
-             ON CONFLICT (shop_id, shopify_id) DO UPDATE
-                SET customer_shopify_id = EXCLUDED.customer_shopify_id,
-                    name = EXCLUDED.name,
-                    email = EXCLUDED.email,
-                    financial_status = EXCLUDED.financial_status,
-                    fulfillment_status = EXCLUDED.fulfillment_status,
-                    currency = EXCLUDED.currency,
-                    total_price = EXCLUDED.total_price,
-                    cancelled_at = EXCLUDED.cancelled_at,
-                    shopify_created_at = COALESCE(EXCLUDED.shopify_created_at, o.shopify_created_at),
-                    shopify_updated_at = EXCLUDED.shopify_updated_at,
-                    raw = EXCLUDED.raw,
-                    synced_at = now()
-              WHERE (o.shopify_updated_at IS NULL
-                     OR o.shopify_updated_at <= EXCLUDED.shopify_updated_at)
-                AND o.redacted_at IS NULL
-             RETURNING id",
-        )
-        .await?;
-    let customer_id = order.customer.as_ref().map(|c| c.id);
-    let row = client
-        .query_opt(
-            &statement,
-            &[
-                &shop_id,
-                &order.id,
-                &customer_id,
-                &order.name,
-                &order.email,
-                &order.financial_status,
-                &order.fulfillment_status,
-                &order.currency,
-                &order.total_price,
-                &order.cancelled_at,
-                &order.created_at,
-                &order.updated_at,
-                &raw_json,
-            ],
-        )
-        .await?;
-    Ok(row.is_some())
-}
 
 /// `orders/delete` at `at`; see [`super::customers::mark_deleted`] for why it is written so.
 pub async fn mark_deleted(

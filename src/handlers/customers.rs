@@ -24,8 +24,9 @@ pub(super) async fn upsert(
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
     let row = plan(&delivery.topic, body)?;
-    let applied = db::customers::upsert(client, delivery.shop_id, &row.record, &row.raw).await?;
-    if !applied {
+    let changed =
+        db::bulk::upsert_customers(client, delivery.shop_id, std::slice::from_ref(&row)).await?;
+    if changed == 0 {
         tracing::debug!(
             customer = row.record.id,
             "stored customer is newer, redacted or deleted-later; not changed"

@@ -24,8 +24,9 @@ pub(super) async fn upsert(
     body: &[u8],
 ) -> Result<Outcome, HandlerError> {
     let row = plan(&delivery.topic, body)?;
-    let applied = db::orders::upsert(client, delivery.shop_id, &row.record, &row.raw).await?;
-    if !applied {
+    let changed =
+        db::bulk::upsert_orders(client, delivery.shop_id, std::slice::from_ref(&row)).await?;
+    if changed == 0 {
         tracing::debug!(
             order = row.record.id,
             "stored order is newer or redacted; not changed"

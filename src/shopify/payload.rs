@@ -22,7 +22,7 @@ pub struct Customer {
     pub phone: Option<String>,
     pub state: Option<String>,
     pub created_at: Option<Timestamp>,
-    /// Drives last-write-wins; see `db::customers::upsert` for what `None` means.
+    /// Drives last-write-wins; see `db::bulk` for what `None` means.
     pub updated_at: Option<Timestamp>,
 }
 
