@@ -9,6 +9,7 @@ mod bulk;
 mod cpu;
 mod load;
 mod raw;
+mod receiver;
 mod report;
 mod service;
 
@@ -29,6 +30,10 @@ pub struct Args {
     /// Lines of the generated bulk result files (customers, then orders).
     #[arg(long, default_value_t = 1_000_000)]
     pub bulk_lines: usize,
+    /// Rounds of the receiver comparison (raw publishes, then the receiver); medians are
+    /// reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
     /// Only these parts (with the raw limits they are compared to): receiver, e2e, bulk.
     #[arg(long, value_delimiter = ',', default_value = "receiver,e2e,bulk")]
     pub only: Vec<Part>,
@@ -100,13 +105,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 async fn measure_all(bench: &mut Bench) -> anyhow::Result<()> {
     let only = bench.args.only.clone();
     if only.contains(&Part::Receiver) {
-        cpu::settle().await;
-        let publish = raw::publish_confirm(bench, raw::Publish::Bare).await?;
-        raw::consume_ack(bench).await?;
-        cpu::settle().await;
-        let same = raw::publish_confirm(bench, raw::Publish::AsTheService).await?;
-        service::purge(bench).await?;
-        service::receiver_load(bench, publish, same).await?;
+        receiver::compare(bench).await?;
     }
     if only.contains(&Part::E2e) {
         cpu::settle().await;

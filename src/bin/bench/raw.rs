@@ -71,9 +71,39 @@ pub enum Publish {
     AsTheService,
 }
 
+impl Publish {
+    /// The report's row for this kind of publish.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Bare => "raw: lapin publish with confirm",
+            Self::AsTheService => "raw: lapin publish with confirm, the service's messages",
+        }
+    }
+
+    /// What the row measures.
+    pub fn note(self, bench: &Bench) -> String {
+        match self {
+            Self::Bare => format!(
+                "{} in flight on one channel, {} B bodies, persistent, default exchange",
+                bench.args.connections,
+                customer_body(1).len()
+            ),
+            Self::AsTheService => {
+                "same, with the contract's headers, mandatory, via the topic exchange".to_owned()
+            }
+        }
+    }
+}
+
+/// One publish measurement: its rate and the CPU per message of lapin and RabbitMQ.
+pub struct Published {
+    pub rate: f64,
+    pub cpu: cpu::Split,
+}
+
 /// Publish-with-confirm rate on one channel with `connections` publishes in flight, the way the
 /// receiver publishes under that many concurrent requests, into queues of the service's type.
-pub async fn publish_confirm(bench: &mut Bench, kind: Publish) -> anyhow::Result<f64> {
+pub async fn publish_confirm(bench: &Bench, kind: Publish) -> anyhow::Result<Published> {
     let connection = connect(bench).await?;
     let channel = connection.create_channel().await?;
     let mut args = FieldTable::default();
@@ -154,29 +184,12 @@ pub async fn publish_confirm(bench: &mut Bench, kind: Publish) -> anyhow::Result
     for task in tasks {
         task.await??;
     }
-    let value = rate(total, started.elapsed().as_secs_f64());
-    let (label, note) = match kind {
-        Publish::Bare => (
-            "raw: lapin publish with confirm",
-            format!(
-                "{} in flight on one channel, {} B bodies, persistent, default exchange",
-                bench.args.connections,
-                body.len()
-            ),
-        ),
-        Publish::AsTheService => (
-            "raw: lapin publish with confirm, the service's messages",
-            "same, with the contract's headers, mandatory, via the topic exchange".to_owned(),
-        ),
+    let published = Published {
+        rate: rate(total, started.elapsed().as_secs_f64()),
+        cpu: meter.split(total),
     };
-    bench.report.add(label, per_second(value), &note);
-    bench.report.add(
-        &format!("{label}: CPU per message"),
-        meter.per_item(total),
-        "",
-    );
     let _ = connection.close(200, "done".into()).await;
-    Ok(value)
+    Ok(published)
 }
 
 /// The headers of raw customer webhook `i`.
@@ -199,7 +212,7 @@ fn service_message(i: usize, body: &[u8]) -> WebhookMessage {
 }
 
 /// Consume + ack rate of the messages the publish measurement left, at the service's prefetch.
-pub async fn consume_ack(bench: &mut Bench) -> anyhow::Result<f64> {
+pub async fn consume_ack(bench: &Bench) -> anyhow::Result<f64> {
     let connection = connect(bench).await?;
     let channel = connection.create_channel().await?;
     channel
@@ -220,11 +233,6 @@ pub async fn consume_ack(bench: &mut Bench) -> anyhow::Result<f64> {
         delivery.ack(BasicAckOptions::default()).await?;
     }
     let value = rate(bench.args.webhooks, started.elapsed().as_secs_f64());
-    bench.report.add(
-        "raw: lapin consume + ack",
-        per_second(value),
-        &format!("prefetch {}", bench.settings.prefetch),
-    );
     channel
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await?;

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Bench,
-    cpu::{Meter, Source},
+    cpu::{Meter, Source, Split},
     load,
     report::{per_second, rate},
 };
@@ -147,12 +147,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-/// The receiver alone under closed-loop load; its rate against the raw publish-confirm rate.
-/// `bare` and `same` are the raw publish-confirm rates of bare messages to a queue and of the
-/// service's own messages through its exchange.
-pub async fn receiver_load(bench: &mut Bench, bare: f64, same: f64) -> anyhow::Result<f64> {
+/// One closed-loop load of the receiver alone.
+pub struct ReceiverRun {
+    pub rate: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    /// Publish to confirm, inside the receiver (its `publish_duration` histogram's mean).
+    pub confirm_wait: Duration,
+    pub cpu: Split,
+    /// RSS in MiB before the load and at its peak.
+    pub rss_idle: f64,
+    pub rss_peak: f64,
+}
+
+/// The receiver alone, in a process of its own, under closed-loop load from `connections`
+/// keep-alive connections; its queues are purged afterwards.
+pub async fn receiver_load(bench: &Bench) -> anyhow::Result<ReceiverRun> {
     let receiver = Process::start(bench, "receiver").await?;
-    let (idle, _) = receiver.memory();
+    let (rss_idle, _) = receiver.memory();
     let address = receiver.http.context("receiver address")?;
     let requests = load::requests(address, 1, bench.args.webhooks);
     super::cpu::settle().await;
@@ -165,49 +177,28 @@ pub async fn receiver_load(bench: &mut Bench, bare: f64, same: f64) -> anyhow::R
         mut latencies,
         took,
     } = load::run(address, bench.args.connections, requests).await?;
-    let (_, peak) = receiver.memory();
+    let cpu = meter.split(latencies.len());
+    let (_, rss_peak) = receiver.memory();
+    let waited = receiver
+        .metric_sum("shopify_sync_publish_duration_seconds_sum", "")
+        .await;
+    let published = receiver
+        .metric_sum("shopify_sync_publish_duration_seconds_count", "")
+        .await;
     latencies.sort();
-    let value = rate(latencies.len(), took.as_secs_f64());
-    let c = bench.args.connections;
-    bench.report.add(
-        "receiver: accepted webhooks",
-        per_second(value),
-        &format!("{c} connections, closed loop"),
-    );
-    bench.report.add(
-        "receiver / raw publish-confirm, bare",
-        format!("{:.2}×", value / bare),
-        "goal ≥ 0.8×",
-    );
-    bench.report.add(
-        "receiver / raw publish-confirm, the service's messages",
-        format!("{:.2}×", value / same),
-        "the same broker work: contract headers, topic exchange",
-    );
-    bench.report.add(
-        "receiver latency p50",
-        format!("{:.1} ms", percentile(&latencies, 0.5).as_secs_f64() * 1e3),
-        "",
-    );
-    bench.report.add(
-        "receiver latency p99",
-        format!("{:.1} ms", percentile(&latencies, 0.99).as_secs_f64() * 1e3),
-        "goal ≤ 25 ms",
-    );
-    bench.report.add(
-        "receiver phase: CPU per webhook",
-        meter.per_item(latencies.len()),
-        "",
-    );
-    bench.report.add(
-        "receiver RSS idle / peak under load",
-        format!("{idle:.1} / {peak:.1} MiB"),
-        "goal ≤ 32 MiB",
-    );
+    let run = ReceiverRun {
+        rate: rate(latencies.len(), took.as_secs_f64()),
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+        confirm_wait: Duration::from_secs_f64(waited / published.max(1.0)),
+        cpu,
+        rss_idle,
+        rss_peak,
+    };
     // The next measurement starts from empty queues.
     purge(bench).await?;
     receiver.stop().await;
-    Ok(value)
+    Ok(run)
 }
 
 /// POST to `processed` row, with receiver and worker running; against the one-transaction-per-
