@@ -68,15 +68,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A pool of `size` connections. Connections are made lazily, so this never fails on a database
 /// that is down; queries fail (transiently) until it is back.
 pub fn pool(config: &tokio_postgres::Config, size: usize) -> Pool {
-    let mut config = config.clone();
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("shopify-sync");
-    }
     let manager = Manager::from_config(
-        config,
+        configured(config),
         NoTls,
         ManagerConfig {
             // Broken connections are noticed by the query that uses them; checking each one on
@@ -91,6 +84,30 @@ pub fn pool(config: &tokio_postgres::Config, size: usize) -> Pool {
         .wait_timeout(Some(CONNECT_TIMEOUT))
         .build()
         .expect("a pool with a runtime and timeouts builds")
+}
+
+/// One connection outside the pool, for a session that must last longer than a checkout (an
+/// advisory lock held through an import) without taking a connection from the pool's users.
+pub async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, DbError> {
+    let (client, connection) = configured(config).connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// `config` with the service's connect timeout and application name, unless it sets its own.
+fn configured(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut config = config.clone();
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("shopify-sync");
+    }
+    config
 }
 
 /// True if a trivial query succeeds (for `/readyz`).

@@ -244,3 +244,62 @@ pub async fn stale(
         .await?;
     Ok(rows.iter().map(log).collect())
 }
+
+/// The high half of every import lock's key ("IMPT"): no import lock can meet the migration lock
+/// (`db::migrate`), the only other advisory lock of the service.
+const IMPORT_LOCKS: i64 = 0x494D_5054 << 32;
+
+/// The advisory lock key that an import of log `log_id` holds while it runs.
+pub fn import_lock_key(log_id: i64) -> i64 {
+    IMPORT_LOCKS.wrapping_add(log_id)
+}
+
+/// The right to import one sync log: a session-level advisory lock, held on a connection of its
+/// own, so that two processes — a worker and the scheduler, or a finish redelivered while its
+/// first copy still imports — never read the same result file at once. If the process dies, its
+/// session ends and Postgres releases the lock.
+pub struct ImportLock {
+    client: tokio_postgres::Client,
+    key: i64,
+}
+
+impl ImportLock {
+    /// Takes the lock of log `log_id`; `None` if another session holds it.
+    pub async fn try_take(
+        config: &tokio_postgres::Config,
+        log_id: i64,
+    ) -> Result<Option<Self>, DbError> {
+        let client = super::connect(config).await?;
+        let key = import_lock_key(log_id);
+        let taken: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await?
+            .get(0);
+        Ok(taken.then_some(Self { client, key }))
+    }
+
+    /// Whether the log is still `running` (another importer may have completed it just before
+    /// the lock was taken).
+    pub async fn log_running(&self, log_id: i64) -> Result<bool, DbError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM sync_logs WHERE id = $1 AND status = 'running'",
+                &[&log_id],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Releases the lock now; dropping it closes the connection, which releases it a moment
+    /// later.
+    pub async fn release(self) {
+        if let Err(error) = self
+            .client
+            .execute("SELECT pg_advisory_unlock($1)", &[&self.key])
+            .await
+        {
+            tracing::debug!(%error, "releasing an import lock; the connection's end releases it");
+        }
+    }
+}

@@ -7,7 +7,7 @@ use super::{ImportStats, SyncError, Syncer, import::import_stream, resource_of_q
 use crate::{
     db::{
         shops::{self, SyncableShop},
-        sync_logs::{self, SyncLog},
+        sync_logs::{self, ImportLock, SyncLog},
     },
     shopify::{
         ShopDomain,
@@ -24,6 +24,8 @@ pub enum Resolution {
     Failed { log_id: i64, message: String },
     /// Shopify still runs it; nothing changed.
     StillRunning { log_id: i64 },
+    /// Another process holds the log's import lock and imports it; nothing changed here.
+    ImportInProgress { log_id: i64 },
     /// Its log had already ended: a redelivered finish, which changes nothing.
     AlreadyEnded,
     /// No log of this service waits for it (an operation someone else started).
@@ -96,23 +98,24 @@ impl Syncer {
     ) -> Result<Resolution, SyncError> {
         match &node.status {
             OperationStatus::Completed => {
-                let records = match &node.url {
-                    None => 0,
-                    Some(url) => match self.import_url(shop, log, url).await {
-                        Ok(stats) => i64::try_from(stats.records).unwrap_or(i64::MAX),
-                        Err(error) if error.is_transient() => return Err(error),
-                        Err(error) => return self.end_failed(log.id, &error.to_string()).await,
-                    },
+                let Some(lock) = ImportLock::try_take(&self.database, log.id).await? else {
+                    tracing::info!(
+                        log = log.id,
+                        "another process imports this sync; left to it"
+                    );
+                    return Ok(Resolution::ImportInProgress { log_id: log.id });
                 };
-                let client = self.client().await?;
-                if sync_logs::complete(&client, log.id, records).await? {
-                    self.count_sync("completed");
-                    tracing::info!(log = log.id, shop = shop.domain, records, "sync completed");
-                }
-                Ok(Resolution::Completed {
-                    log_id: log.id,
-                    records,
-                })
+                let resolution = match lock.log_running(log.id).await {
+                    // Completed by the lock's previous holder since this log was read.
+                    Ok(false) => Ok(Resolution::AlreadyEnded),
+                    Ok(true) => {
+                        self.import_and_complete(log, shop, node.url.as_deref())
+                            .await
+                    }
+                    Err(error) => Err(error.into()),
+                };
+                lock.release().await;
+                resolution
             }
             status if status.is_unsuccessful() => {
                 let message = failure_message(&status.to_string(), node.error_code.as_deref());
@@ -120,6 +123,33 @@ impl Syncer {
             }
             _ => Ok(Resolution::StillRunning { log_id: log.id }),
         }
+    }
+
+    /// Imports the result at `url` (none: nothing matched) and completes the log. The caller
+    /// holds the log's import lock.
+    async fn import_and_complete(
+        &self,
+        log: &SyncLog,
+        shop: &SyncableShop,
+        url: Option<&str>,
+    ) -> Result<Resolution, SyncError> {
+        let records = match url {
+            None => 0,
+            Some(url) => match self.import_url(shop, log, url).await {
+                Ok(stats) => i64::try_from(stats.records).unwrap_or(i64::MAX),
+                Err(error) if error.is_transient() => return Err(error),
+                Err(error) => return self.end_failed(log.id, &error.to_string()).await,
+            },
+        };
+        let client = self.client().await?;
+        if sync_logs::complete(&client, log.id, records).await? {
+            self.count_sync("completed");
+            tracing::info!(log = log.id, shop = shop.domain, records, "sync completed");
+        }
+        Ok(Resolution::Completed {
+            log_id: log.id,
+            records,
+        })
     }
 
     async fn import_url(

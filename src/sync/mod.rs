@@ -10,7 +10,8 @@
 //! A sync log is the unit of truth: it stays `running` until its result is imported in full
 //! (`completed`, with `records_synced`) or the operation is known to have failed (`failed`, with
 //! the reason). Every step can be repeated: upserts are last-write-wins and idempotent, and a
-//! log that has ended is never changed again.
+//! log that has ended is never changed again. One process at a time imports a log: the import
+//! holds the log's advisory lock (`db::sync_logs::ImportLock`).
 
 mod finish;
 pub mod import;
@@ -37,6 +38,8 @@ use crate::{
 #[derive(Clone)]
 pub struct Syncer {
     pool: Pool,
+    /// For the import lock's own connection (see `db::sync_logs::ImportLock`).
+    database: tokio_postgres::Config,
     admin: AdminClient,
     metrics: Arc<Metrics>,
 }
@@ -69,6 +72,7 @@ impl Syncer {
         let admin = AdminClient::new(&settings.shopify_admin_url, &settings.shopify_api_version);
         Self {
             pool,
+            database: settings.database.clone(),
             admin,
             metrics,
         }

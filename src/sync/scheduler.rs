@@ -4,7 +4,8 @@
 //! A shop's resource is due when no sync of it runs and none started within `SYNC_INTERVAL`;
 //! the tick is shorter than that (at most a minute) so a resource Shopify deferred
 //! (`OPERATION_IN_PROGRESS`) is tried again soon. A `running` log older than `SYNC_STALE_AFTER`
-//! is polled: completed → imported, failed/canceled/expired → `failed`, running → left.
+//! is polled: completed → imported (unless another process holds its import lock),
+//! failed/canceled/expired → `failed`, running → left.
 //! Stopping mid-tick is safe: every step is repeatable (see [`super`]).
 
 use std::time::Duration;
@@ -88,6 +89,9 @@ impl Syncer {
             match resolution {
                 Ok(Resolution::StillRunning { .. }) => {
                     tracing::info!(log = log.id, operation, "stale sync still running; left")
+                }
+                Ok(Resolution::ImportInProgress { .. }) => {
+                    tracing::info!(log = log.id, operation, "stale sync being imported; left")
                 }
                 Ok(resolution) => tracing::info!(log = log.id, ?resolution, "stale sync resolved"),
                 // One shop's trouble must not stop the others' reconciliation.

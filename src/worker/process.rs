@@ -12,7 +12,9 @@
 //! itself), the sync log becomes `completed`, and only then is the delivery marked `processed`
 //! and the message acked. A transient failure on the way is retried like any other: the
 //! redelivered finish imports again (idempotent upserts) or, once the log is `completed`, finds
-//! nothing left to do.
+//! nothing left to do. Only one process imports a log at a time (an advisory lock, see
+//! `db::sync_logs::ImportLock`): a finish that finds the lock taken — its own first copy still
+//! importing, or the scheduler's reconciliation — is processed without importing.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -253,6 +255,10 @@ async fn import(
         Resolution::StillRunning { .. } => {
             // Shopify said finished but the node says running: ask again later.
             return Err((format!("bulk operation {operation} is still running"), true));
+        }
+        Resolution::ImportInProgress { .. } => {
+            // The process holding the import lock ends the log; this copy has nothing to add.
+            tracing::info!(%operation, "bulk result already being imported elsewhere");
         }
         _ => tracing::debug!(%operation, ?resolution, "bulk finish handled"),
     }

@@ -2,7 +2,7 @@
 //! operation's node, streams the result file and upserts it under last write wins.
 
 use serde_json::{Value, json};
-use shopify_sync::db::sync_logs::Resource;
+use shopify_sync::db::sync_logs::{self, Resource};
 
 use super::{count, log_state, running_log, shop_with_token};
 use crate::handlers::fixture_with;
@@ -306,4 +306,42 @@ async fn a_finish_for_an_operation_whose_start_was_never_recorded_is_adopted_and
     let state = log_state(app.db(), claim).await;
     assert_eq!((state.status.as_str(), state.records), ("completed", 10));
     assert_eq!(count(app.db(), "SELECT count(*) FROM orders").await, 10);
+}
+
+#[tokio::test]
+async fn a_finish_while_another_process_imports_the_log_is_processed_without_a_second_import() {
+    let fake = FakeShopify::start().await;
+    let app = app_with(&fake).await;
+    let shop = shop_with_token(app.db(), SHOP).await;
+    let file = File::Customers {
+        count: 40,
+        updated_at: "2026-05-01T00:00:00Z".into(),
+    };
+    let gid = fake.add_operation("COMPLETED", None, Some(file));
+    let log = running_log(app.db(), shop, Resource::Customers, &gid).await;
+    // Another importer of this log: a session holding its import lock.
+    let other = app.db().client().await;
+    let key = sync_logs::import_lock_key(log);
+    other
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
+
+    finished(&app, &gid, "completed").await;
+
+    assert_eq!(fake.downloads(), 0, "the file is left to the lock's holder");
+    assert_eq!(count(app.db(), "SELECT count(*) FROM customers").await, 0);
+    assert_eq!(log_state(app.db(), log).await.status, "running");
+
+    // That importer is gone without completing: the next finish (or the stale poll) imports.
+    other
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
+    finished(&app, &gid, "completed").await;
+
+    assert_eq!(fake.downloads(), 1);
+    assert_eq!(count(app.db(), "SELECT count(*) FROM customers").await, 40);
+    let state = log_state(app.db(), log).await;
+    assert_eq!((state.status.as_str(), state.records), ("completed", 40));
 }

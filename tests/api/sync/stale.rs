@@ -102,3 +102,42 @@ async fn stale_failed_canceled_and_expired_operations_end_failed_and_a_running_o
     .await;
     assert_eq!(log_state(&db, *running_log).await.status, "running");
 }
+
+#[tokio::test]
+async fn a_stale_sync_another_process_is_importing_is_left_until_its_lock_is_free() {
+    let (db, fake) = (TestDb::new().await, FakeShopify::start().await);
+    let shop = shop_with_token(&db, "stale-locked.myshopify.com").await;
+    let file = File::Customers {
+        count: 30,
+        updated_at: "2026-05-01T00:00:00Z".into(),
+    };
+    let gid = fake.add_operation("COMPLETED", None, Some(file));
+    let log = running_log(&db, shop, Resource::Customers, &gid).await;
+    // A worker importing this log's result: a session holding its import lock.
+    let importer = db.client().await;
+    let key = sync_logs::import_lock_key(log);
+    importer
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
+
+    let _scheduler = scheduler(&db, &fake);
+
+    eventually(WAIT, "the stale sync to be polled twice", || async {
+        let polls = fake
+            .requests()
+            .iter()
+            .filter(|r| r.variables["id"] == gid.as_str())
+            .count();
+        (polls >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(fake.downloads(), 0, "left to the lock's holder");
+    assert_eq!(log_state(&db, log).await.status, "running");
+
+    // The importer died without completing: its session ends, and the lock with it.
+    drop(deadpool_postgres::Object::take(importer));
+    let state = ended(&db, log).await;
+    assert_eq!((state.status.as_str(), state.records), ("completed", 30));
+    assert_eq!(count(&db, "SELECT count(*) FROM customers").await, 30);
+}
