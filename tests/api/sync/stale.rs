@@ -28,6 +28,24 @@ async fn ended(db: &TestDb, log: i64) -> LogState {
     .await
 }
 
+/// Waits until the scheduler has asked Shopify about operation `gid` twice: one tick after the
+/// one that saw it first, so whatever that tick would do is done.
+async fn polled_twice(fake: &FakeShopify, gid: &str) {
+    eventually(
+        WAIT,
+        &format!("operation {gid} to be polled twice"),
+        || async {
+            let polls = fake
+                .requests()
+                .iter()
+                .filter(|r| r.variables["id"] == gid)
+                .count();
+            (polls >= 2).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_sync_whose_finish_never_comes_is_imported_by_the_stale_poll() {
     let (db, fake) = (TestDb::new().await, FakeShopify::start().await);
@@ -91,15 +109,7 @@ async fn stale_failed_canceled_and_expired_operations_end_failed_and_a_running_o
             .contains("no bulk operation was recorded")
     );
     let (running_log, running_gid) = &logs[3];
-    eventually(WAIT, "the running operation to be polled twice", || async {
-        let polls = fake
-            .requests()
-            .iter()
-            .filter(|r| r.variables["id"] == running_gid.as_str())
-            .count();
-        (polls >= 2).then_some(())
-    })
-    .await;
+    polled_twice(&fake, running_gid).await;
     assert_eq!(log_state(&db, *running_log).await.status, "running");
 }
 
@@ -123,15 +133,7 @@ async fn a_stale_sync_another_process_is_importing_is_left_until_its_lock_is_fre
 
     let _scheduler = scheduler(&db, &fake);
 
-    eventually(WAIT, "the stale sync to be polled twice", || async {
-        let polls = fake
-            .requests()
-            .iter()
-            .filter(|r| r.variables["id"] == gid.as_str())
-            .count();
-        (polls >= 2).then_some(())
-    })
-    .await;
+    polled_twice(&fake, &gid).await;
     assert_eq!(fake.downloads(), 0, "left to the lock's holder");
     assert_eq!(log_state(&db, log).await.status, "running");
 
