@@ -1,6 +1,6 @@
 //! Creating the database and applying `migrations/` with refinery.
 
-use tokio_postgres::{NoTls, error::SqlState};
+use tokio_postgres::error::SqlState;
 
 use super::DbError;
 
@@ -17,7 +17,7 @@ pub async fn create_database_if_missing(config: &tokio_postgres::Config) -> Resu
     let name = config.get_dbname().unwrap_or("shopify_sync").to_owned();
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let client = connect(&admin).await?;
+    let client = super::connect(&admin).await?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?
@@ -37,7 +37,7 @@ pub async fn create_database_if_missing(config: &tokio_postgres::Config) -> Resu
 /// Applies every migration not yet applied. Returns how many it applied; safe to run twice and
 /// from several processes at once.
 pub async fn migrate(config: &tokio_postgres::Config) -> Result<usize, DbError> {
-    let mut client = connect(config).await?;
+    let mut client = super::connect(config).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -55,14 +55,4 @@ pub async fn migrate(config: &tokio_postgres::Config) -> Result<usize, DbError> 
         );
     }
     Ok(report.applied_migrations().len())
-}
-
-async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, DbError> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "migration connection closed");
-        }
-    });
-    Ok(client)
 }

@@ -20,6 +20,15 @@ struct Round {
     receiver: ReceiverRun,
 }
 
+impl Round {
+    fn published(&self, kind: Publish) -> &Published {
+        match kind {
+            Publish::Bare => &self.bare,
+            Publish::AsTheService => &self.same,
+        }
+    }
+}
+
 /// Measures `rounds` rounds and reports them.
 pub async fn compare(bench: &mut Bench) -> anyhow::Result<()> {
     let mut rounds = Vec::new();
@@ -60,25 +69,15 @@ fn report(bench: &mut Bench, rounds: &[Round]) {
     let ratio_range = |s: Spread| format!("median of {n} rounds, {:.2}–{:.2}×", s.min, s.max);
     let ms = |seconds: f64| format!("{:.1} ms", seconds * 1e3);
 
-    for (kind, published) in [
-        (
-            Publish::Bare,
-            &(|r: &Round| r.bare.rate) as &dyn Fn(&Round) -> f64,
-        ),
-        (Publish::AsTheService, &|r: &Round| r.same.rate),
-    ] {
-        let spread = of(published);
+    for kind in [Publish::Bare, Publish::AsTheService] {
+        let spread = of(&|r| r.published(kind).rate);
         let note = format!("{}; {}", kind.note(bench), rate_range(spread));
         bench
             .report
             .add(kind.label(), per_second(spread.median), &note);
-        let cpu = match kind {
-            Publish::Bare => split(&|r| r.bare.cpu.clone()),
-            Publish::AsTheService => split(&|r| r.same.cpu.clone()),
-        };
         bench.report.add(
             &format!("{}: CPU per message", kind.label()),
-            cpu.to_string(),
+            split(&|r| r.published(kind).cpu.clone()).to_string(),
             "median",
         );
         if kind == Publish::Bare {

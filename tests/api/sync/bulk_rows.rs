@@ -7,7 +7,7 @@ use shopify_sync::{
     shopify::payload::{Customer, CustomerRef, Order},
 };
 
-use super::shop_with_token;
+use super::{names, shop_with_token};
 use crate::helpers::TestDb;
 
 fn at(s: &str) -> Option<DateTime<FixedOffset>> {
@@ -28,20 +28,6 @@ fn customer(id: i64, name: &str, updated: Option<&str>) -> BulkRow<Customer> {
         },
         raw: format!(r#"{{"id":{id},"firstName":"{name}"}}"#),
     }
-}
-
-async fn names(db: &TestDb) -> Vec<(i64, Option<String>)> {
-    db.client()
-        .await
-        .query(
-            "SELECT shopify_id, first_name FROM customers ORDER BY shopify_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use shopify_sync::db::sync_logs::{self, Resource};
 
-use super::{count, log_state, running_log, shop_with_token};
+use super::{count, log_state, names, running_log, shop_with_token};
 use crate::handlers::fixture_with;
 use crate::helpers::{FakeShopify, File, TestApp, Webhook, app::SHOP, eventually, spawn_app};
 
@@ -151,22 +151,12 @@ async fn an_older_bulk_line_does_not_overwrite_a_newer_webhook_row_and_a_newer_l
 
     finished(&app, &gid, "completed").await;
 
-    let names: Vec<(i64, String)> = app
-        .db()
-        .client()
-        .await
-        .query(
-            "SELECT shopify_id, first_name FROM customers ORDER BY shopify_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
     assert_eq!(
-        names,
-        [(1, "Webhook-newer".into()), (2, "Bulk-newer".into())]
+        names(app.db()).await,
+        [
+            (1, Some("Webhook-newer".into())),
+            (2, Some("Bulk-newer".into()))
+        ]
     );
     assert_eq!(log_state(app.db(), log).await.records, 2);
 }

@@ -75,6 +75,21 @@ pub async fn log_state(db: &TestDb, id: i64) -> LogState {
     }
 }
 
+/// Every customer's Shopify id and first name, by id.
+pub async fn names(db: &TestDb) -> Vec<(i64, Option<String>)> {
+    db.client()
+        .await
+        .query(
+            "SELECT shopify_id, first_name FROM customers ORDER BY shopify_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 /// The one number `sql` selects.
 pub async fn count(db: &TestDb, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)
